@@ -1,0 +1,129 @@
+"""The values the core hands out: ports, listeners, their owners and snapshots.
+
+Everything here is immutable so a snapshot made on a worker thread can be handed to the GUI
+thread (or compared with the previous one) without copying or locking.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+ProtocolName = Literal["tcp", "udp"]
+Family = Literal["ipv4", "ipv6", "dual"]
+PROTOCOLS: tuple[ProtocolName, ...] = ("tcp", "udp")
+
+
+@dataclass(frozen=True, order=True)
+class Port:
+    """One watched port: a number and a transport protocol."""
+
+    number: int
+    protocol: ProtocolName = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process that holds a listening socket.
+
+    Any field but pid may be None when the OS refused to tell (AccessDenied) or the
+    process went away half-way through the lookup.
+    """
+
+    pid: int
+    name: str | None = None
+    exe: str | None = None
+    cmdline: tuple[str, ...] = ()
+    username: str | None = None
+    create_time: float | None = None  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A socket that means "a service is on this port": TCP LISTEN or unconnected bound UDP."""
+
+    port: int
+    protocol: ProtocolName
+    address: str  # "0.0.0.0", "127.0.0.1", "::", "::1", ...
+    family: Family  # "dual" = an IPv6 socket that also accepts IPv4 (IPV6_V6ONLY off)
+    uid: int | None = None  # the socket's owner uid, known even when the process is hidden
+    username: str | None = None  # uid resolved to a name, when it resolves
+    inode: int | None = None
+    owners: tuple[Owner, ...] = ()  # every process holding the socket; empty when hidden
+
+    @property
+    def owner_visible(self) -> bool:
+        return bool(self.owners)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A non-listening socket whose local port is a watched port (client source port,
+    TIME_WAIT leftover, ...). Never counts as a service; it matters to the diagnosis."""
+
+    protocol: ProtocolName
+    local_address: str
+    local_port: int
+    remote_address: str
+    remote_port: int
+    status: str  # "ESTABLISHED", "TIME_WAIT", ... (psutil's spelling)
+    uid: int | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class PortState:
+    """What one scan saw on one watched port."""
+
+    port: Port
+    listeners: tuple[Listener, ...] = ()
+    # Only filled by a scan asked for connections; None means "not looked at".
+    connections: tuple[Connection, ...] | None = None
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.listeners)
+
+    @property
+    def owners(self) -> tuple[Owner, ...]:
+        """Every distinct visible owner, in listener order."""
+        seen: dict[int, Owner] = {}
+        for listener in self.listeners:
+            for owner in listener.owners:
+                seen.setdefault(owner.pid, owner)
+        return tuple(seen.values())
+
+    @property
+    def hidden_users(self) -> tuple[str, ...]:
+        """Users whose sockets are here but whose processes we may not see."""
+        names: dict[str, None] = {}
+        for listener in self.listeners:
+            if not listener.owner_visible:
+                names.setdefault(listener.username or _uid_text(listener.uid), None)
+        return tuple(names)
+
+
+def _uid_text(uid: int | None) -> str:
+    return "an unknown user" if uid is None else f"uid {uid}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One scan of all watched ports."""
+
+    states: tuple[PortState, ...]
+    time: float = field(default_factory=time.time)  # wall clock, for display and logs
+    monotonic: float = field(default_factory=time.monotonic)  # for intervals
+    # Scanning trouble worth showing (permission problems, a backend that failed).
+    problems: tuple[str, ...] = ()
+    backend: str = ""
+
+    def state(self, port: Port) -> PortState:
+        for state in self.states:
+            if state.port == port:
+                return state
+        return PortState(port)

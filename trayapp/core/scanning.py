@@ -1,0 +1,30 @@
+"""The scanner interface: "which of these ports has a listener, and who owns it?"."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+from trayapp.core.model import Port, Snapshot
+
+
+class Scanner(ABC):
+    """Looks up listeners on a set of ports.
+
+    Implementations never raise for what the OS throws at them (vanished processes, denied
+    access, a failing backend): they report it in ``Snapshot.problems`` instead.
+    Not thread-safe: give each thread its own scanner.
+    """
+
+    name: str = "scanner"
+
+    @abstractmethod
+    def scan(self, ports: Iterable[Port], *, connections: bool = False) -> Snapshot:
+        """Return one PortState per port, in the order given.
+
+        With ``connections=True`` each state also lists the non-listening sockets whose local
+        port is that port (TIME_WAIT, ESTABLISHED source ports): dearer, so only on demand.
+        """
+
+    def close(self) -> None:  # noqa: B027 - most scanners hold nothing to release
+        """Release OS resources (netlink sockets, caches)."""

@@ -1,0 +1,22 @@
+"""Everything that differs per operating system lives in this package.
+
+Each concern sits behind a small interface with a fallback that works anywhere, and platform
+modules are imported lazily so that importing one never fails on another OS.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal
+
+OSName = Literal["linux", "macos", "windows", "other"]
+
+
+def current_os() -> OSName:
+    if sys.platform.startswith("linux"):
+        return "linux"
+    if sys.platform == "darwin":
+        return "macos"
+    if sys.platform == "win32":
+        return "windows"
+    return "other"
