@@ -6,7 +6,7 @@ thread (or compared with the previous one) without copying or locking.
 
 from __future__ import annotations
 
-import time
+import time as _time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -116,8 +116,8 @@ class Snapshot:
     """One scan of all watched ports."""
 
     states: tuple[PortState, ...]
-    time: float = field(default_factory=time.time)  # wall clock, for display and logs
-    monotonic: float = field(default_factory=time.monotonic)  # for intervals
+    time: float = field(default_factory=_time.time)  # wall clock, for display and logs
+    monotonic: float = field(default_factory=_time.monotonic)  # for intervals
     # Scanning trouble worth showing (permission problems, a backend that failed).
     problems: tuple[str, ...] = ()
     backend: str = ""

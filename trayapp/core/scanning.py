@@ -28,3 +28,10 @@ class Scanner(ABC):
 
     def close(self) -> None:  # noqa: B027 - most scanners hold nothing to release
         """Release OS resources (netlink sockets, caches)."""
+
+
+class ScanError(Exception):
+    """The backend failed as a whole, so this scan says nothing about the ports.
+
+    Callers keep their previous state: a failed scan must never make a busy port look free.
+    """

@@ -1,0 +1,105 @@
+"""The events log: append, read back, skip damage, rotate without loss."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from trayapp.core.events import Event
+from trayapp.core.history import MAX_LINE_BYTES, EventLog
+from trayapp.core.model import Port
+
+
+def event(i: int, port: int = 60610) -> Event:
+    return Event(
+        time=1_700_000_000.0 + i,
+        port=Port(port),
+        kind="started" if i % 2 == 0 else "stopped",
+        pid=1000 + i,
+        name="uvicorn",
+        addresses=("127.0.0.1",),
+    )
+
+
+def test_lines_have_the_documented_fields(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    log.append([event(0)])
+    [line] = (tmp_path / "events.jsonl").read_text().splitlines()
+    data = json.loads(line)
+    assert {"time", "port", "protocol", "event", "pid", "name"} <= set(data)
+    assert data["port"] == 60610 and data["protocol"] == "tcp" and data["event"] == "started"
+    assert data["time"].endswith(("+00:00", "Z")) or data["time"][-6] in "+-"  # has an offset
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    events = [event(i) for i in range(10)]
+    log.append(events)
+    assert log.read().events == events
+
+
+def test_garbage_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    log.append([event(0)])
+    with path.open("ab") as handle:
+        handle.write(b"garbage\n{}\n[1,2]\n\xff\xfe\n")
+        handle.write(b'{"port": 99999, "event": "started", "time": "2026-01-01T00:00:00+00:00"}\n')
+        handle.write(b"x" * (MAX_LINE_BYTES * 3) + b"\n")
+        handle.write(b'{"time": "2026-01-01T00:00:00+00:00", "port": 1, "event": "star')
+    log.append([event(1)])  # appended after a truncated line: must still be read
+    result = log.read()
+    assert [e.pid for e in result.events] == [1000, 1001]
+    assert result.skipped == 7
+
+
+def test_filters(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    log.append([event(0, 80), event(1, 81), event(2, 80)])
+    assert [e.pid for e in log.read(ports=[Port(80)]).events] == [1000, 1002]
+    assert [e.pid for e in log.read(since=1_700_000_001.0).events] == [1001, 1002]
+
+
+def test_rotation_keeps_every_event_of_the_rotated_file(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl", max_bytes=2000, backups=50)
+    written = [event(i) for i in range(200)]
+    for e in written:
+        log.append([e])
+    files = log.files()
+    assert len(files) > 5
+    assert all(p.stat().st_size <= 2000 for p in files)
+    assert log.read().events == written
+
+
+def test_rotation_drops_only_the_oldest_files(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl", max_bytes=1000, backups=2)
+    for i in range(100):
+        log.append([event(i)])
+    events = log.read().events
+    assert len(log.files()) == 3
+    assert events[-1] == event(99)
+    pids = [e.pid for e in events]
+    assert pids == sorted(pids) and pids == list(range(pids[0], 1100))  # a contiguous tail
+
+
+def test_concurrent_appends_do_not_interleave(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+
+    def writer(base: int) -> None:
+        for i in range(200):
+            log.append([event(base + i)])
+
+    threads = [threading.Thread(target=writer, args=(n * 1000,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result = log.read()
+    assert len(result.events) == 800 and result.skipped == 0
+
+
+def test_unreadable_or_missing_log_reads_empty(tmp_path: Path) -> None:
+    assert EventLog(tmp_path / "nope.jsonl").read().events == []
+    (tmp_path / "dir.jsonl").mkdir()
+    assert EventLog(tmp_path / "dir.jsonl").read().events == []

@@ -1,0 +1,291 @@
+"""Settings: declared once, loaded forgivingly, saved atomically.
+
+Loading never fails: whatever is wrong with config.json (not JSON, wrong shape, wrong types,
+too big, unreadable, a directory) the app starts with what was valid plus defaults, the
+original is kept beside it as config.json.bad-<time>, and the problems are reported once.
+Saving writes a temp file and renames it over the old one, so a crash mid-save leaves either
+the old or the new version, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trayapp.core.model import PROTOCOLS, Port
+
+CONFIG_VERSION = 1
+MAX_CONFIG_BYTES = 1024 * 1024  # a hand-written config is a few KB; more is damage
+MAX_WATCHED = 256
+MAX_LABEL = 80
+DEFAULT_PORT = Port(60610, "tcp")
+DEFAULT_LABEL = "Bluesky Queue Server (HTTP API)"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One scalar setting: the dialog, the defaults and validation all come from this."""
+
+    key: str
+    default: float | bool
+    label: str
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("interval", 1.0, "Poll interval (seconds)", 0.5, 60.0, "How often ports are checked."),
+    Setting("notifications", True, "Show notifications", help="A notification on each change."),
+    Setting("start_at_login", False, "Start at login", help="Start Port Watch when you log in."),
+)
+
+
+@dataclass(frozen=True)
+class WatchedPort:
+    port: Port
+    label: str = ""
+    notify_start: bool = True
+    notify_stop: bool = True
+    muted: bool = False
+    api_key: str | None = None  # for the service probe; never logged or shown in full
+
+    def title(self) -> str:
+        return f"{self.port.number} {self.label}".strip() if self.label else str(self.port.number)
+
+
+@dataclass(frozen=True)
+class Config:
+    ports: tuple[WatchedPort, ...] = (WatchedPort(DEFAULT_PORT, DEFAULT_LABEL),)
+    interval: float = 1.0
+    notifications: bool = True
+    start_at_login: bool = False
+    # Keys a newer version wrote: kept and written back so a downgrade loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def watched(self, port: Port) -> WatchedPort | None:
+        for entry in self.ports:
+            if entry.port == port:
+                return entry
+        return None
+
+    def with_ports(self, ports: tuple[WatchedPort, ...]) -> Config:
+        return replace(self, ports=ports)
+
+
+@dataclass
+class LoadResult:
+    config: Config
+    problems: list[str] = field(default_factory=list)
+    backup: Path | None = None
+
+    @property
+    def message(self) -> str | None:
+        """One line for the user, or None when all was well."""
+        if not self.problems:
+            return None
+        where = f"; the original is kept as {self.backup}" if self.backup else ""
+        return f"Settings file {_fix_list(self.problems)}{where}."
+
+
+def _fix_list(problems: list[str]) -> str:
+    head = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return head + more
+
+
+def load(path: Path) -> LoadResult:
+    try:
+        if path.is_dir():
+            return _start_over(path, "is a folder, not a file: using defaults")
+        if not path.exists():
+            return LoadResult(Config())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            return _start_over(path, f"is larger than {MAX_CONFIG_BYTES} bytes: using defaults")
+        raw = path.read_bytes()
+    except OSError as exc:
+        return _start_over(path, f"could not be read ({exc.strerror or exc}): using defaults")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _start_over(path, "is not valid JSON: using defaults")
+    config, problems = from_dict(data)
+    result = LoadResult(config, problems)
+    if problems:
+        result.backup = _back_up(path, result)
+        # Write the repaired version so the same problem is not reported on every start.
+        with contextlib.suppress(OSError):
+            save(path, config)
+    return result
+
+
+def _start_over(path: Path, problem: str) -> LoadResult:
+    result = LoadResult(Config(), [problem])
+    result.backup = _back_up(path, result)
+    return result
+
+
+def _back_up(path: Path, result: LoadResult) -> Path | None:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.bad-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.bad-{stamp}-{n}")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        result.problems.append(f"could not be moved aside ({exc.strerror or exc})")
+        return None
+    return target
+
+
+def from_dict(data: object) -> tuple[Config, list[str]]:
+    """Keep every valid part of `data`, default the rest, and say what was dropped."""
+    if not isinstance(data, dict):
+        return Config(), [f"holds {type(data).__name__}, not an object: using defaults"]
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.key in data:
+            value, problem = _scalar(setting, data[setting.key])
+            if problem:
+                problems.append(problem)
+            else:
+                values[setting.key] = value
+    ports: tuple[WatchedPort, ...] = Config().ports
+    if "ports" in data:
+        ports, port_problems = _ports(data["ports"])
+        problems.extend(port_problems)
+    known = {"version", "ports", *(s.key for s in SETTINGS)}
+    extra = {k: v for k, v in data.items() if k not in known}
+    return Config(ports=ports, extra=extra, **values), problems
+
+
+def _scalar(setting: Setting, value: object) -> tuple[object, str | None]:
+    if isinstance(setting.default, bool):
+        if isinstance(value, bool):
+            return value, None
+        return None, f"'{setting.key}' must be true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None, f"'{setting.key}' must be a number"
+    low, high = setting.minimum, setting.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        return None, f"'{setting.key}' must be from {low:g} to {high:g}"
+    return float(value), None
+
+
+def _ports(value: object) -> tuple[tuple[WatchedPort, ...], list[str]]:
+    if not isinstance(value, list):
+        return Config().ports, ["'ports' must be a list"]
+    problems: list[str] = []
+    entries: dict[Port, WatchedPort] = {}
+    for index, item in enumerate(value):
+        try:
+            entry = watched_from_dict(item)
+        except ValueError as exc:
+            problems.append(f"port entry {index + 1} dropped ({exc})")
+            continue
+        if entry.port in entries:
+            problems.append(f"port entry {index + 1} dropped (a duplicate of {entry.port})")
+            continue
+        if len(entries) >= MAX_WATCHED:
+            problems.append(f"ports past the first {MAX_WATCHED} dropped")
+            break
+        entries[entry.port] = entry
+    return tuple(entries.values()), problems
+
+
+def watched_from_dict(item: object) -> WatchedPort:
+    if not isinstance(item, dict):
+        raise ValueError("not an object")
+    number, protocol = item.get("port"), item.get("protocol", "tcp")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
+        raise ValueError("'port' must be a number from 1 to 65535")
+    if protocol not in PROTOCOLS:
+        raise ValueError("'protocol' must be tcp or udp")
+    label = item.get("label", "")
+    if not isinstance(label, str):
+        raise ValueError("'label' must be text")
+    flags: dict[str, bool] = {}
+    for key in ("notify_start", "notify_stop", "muted"):
+        flag = item.get(key, key != "muted")
+        if not isinstance(flag, bool):
+            raise ValueError(f"'{key}' must be true or false")
+        flags[key] = flag
+    api_key = item.get("api_key")
+    if api_key is not None and not isinstance(api_key, str):
+        raise ValueError("'api_key' must be text")
+    return WatchedPort(
+        Port(number, protocol),
+        label=clean_label(label),
+        api_key=api_key or None,
+        **flags,
+    )
+
+
+def clean_label(label: str) -> str:
+    """Labels go into menus and notifications: one short line, no control characters."""
+    text = "".join(ch if ch.isprintable() else " " for ch in label)
+    return " ".join(text.split())[:MAX_LABEL]
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    data: dict[str, Any] = dict(config.extra)
+    data["version"] = CONFIG_VERSION
+    data["ports"] = [_watched_to_dict(entry) for entry in config.ports]
+    for setting in SETTINGS:
+        data[setting.key] = getattr(config, setting.key)
+    return data
+
+
+def _watched_to_dict(entry: WatchedPort) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "port": entry.port.number,
+        "protocol": entry.port.protocol,
+        "label": entry.label,
+        "notify_start": entry.notify_start,
+        "notify_stop": entry.notify_stop,
+        "muted": entry.muted,
+    }
+    if entry.api_key:
+        item["api_key"] = entry.api_key
+    return item
+
+
+def save(path: Path, config: Config) -> None:
+    """Write atomically; the file is private (0600) because it may hold API keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_dict(config), indent=2, ensure_ascii=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    # The rename is only durable once the directory entry is on disk (POSIX; no-op elsewhere).
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

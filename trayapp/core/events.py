@@ -1,0 +1,80 @@
+"""Change events: what the watcher reports and the history log stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from trayapp.core.model import PROTOCOLS, Port
+
+EventKind = Literal["started", "stopped", "owner-changed"]
+EVENT_KINDS: tuple[EventKind, ...] = ("started", "stopped", "owner-changed")
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float  # seconds since the epoch
+    port: Port
+    kind: EventKind
+    pid: int | None = None
+    name: str | None = None
+    username: str | None = None
+    addresses: tuple[str, ...] = ()
+    # How many raw changes this event stands for (the notifier folds flapping into one).
+    count: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": iso_time(self.time),
+            "port": self.port.number,
+            "protocol": self.port.protocol,
+            "event": self.kind,
+            "pid": self.pid,
+            "name": self.name,
+            "user": self.username,
+            "addresses": list(self.addresses),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Event:
+        """Build an event from a decoded log line; ValueError for anything malformed."""
+        if not isinstance(obj, dict):
+            raise ValueError("not an object")
+        port, protocol, kind = obj.get("port"), obj.get("protocol", "tcp"), obj.get("event")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ValueError("bad port")
+        if protocol not in PROTOCOLS:
+            raise ValueError("bad protocol")
+        if kind not in EVENT_KINDS:
+            raise ValueError("bad event")
+        when = parse_iso_time(obj.get("time"))
+        pid = obj.get("pid")
+        name = obj.get("name")
+        user = obj.get("user")
+        addresses = obj.get("addresses") or []
+        return cls(
+            time=when,
+            port=Port(port, protocol),
+            kind=kind,
+            pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+            name=name if isinstance(name, str) else None,
+            username=user if isinstance(user, str) else None,
+            addresses=tuple(a for a in addresses if isinstance(a, str))
+            if isinstance(addresses, list)
+            else (),
+        )
+
+
+def iso_time(seconds: float) -> str:
+    """Local time with its UTC offset, so logs stay unambiguous across DST and travel."""
+    return dt.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="milliseconds")
+
+
+def parse_iso_time(value: object) -> float:
+    if not isinstance(value, str):
+        raise ValueError("time is not a string")
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()
+    return parsed.timestamp()

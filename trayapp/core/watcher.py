@@ -1,0 +1,133 @@
+"""Turns successive snapshots into change events. Qt-free: the tray runs it on a worker
+thread, the command line in its own loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from trayapp.core.events import Event, EventKind
+from trayapp.core.history import EventLog
+from trayapp.core.model import Owner, Port, PortState, Snapshot
+from trayapp.core.scanning import ScanError, Scanner
+
+
+def primary_owner(state: PortState) -> Owner | None:
+    """The process that stands for the service: the oldest owner.
+
+    A prefork server (gunicorn, uvicorn --workers) shares its socket with workers that come
+    and go; comparing the oldest process keeps worker churn from looking like a new owner.
+    """
+    owners = state.owners
+    if not owners:
+        return None
+    return min(owners, key=lambda o: (o.create_time or float("inf"), o.pid))
+
+
+def _identity(state: PortState) -> tuple[object, ...]:
+    owner = primary_owner(state)
+    if owner is not None:
+        return ("pid", owner.pid, owner.create_time)
+    return ("hidden", tuple(sorted({str(listener.uid) for listener in state.listeners})))
+
+
+def _event(kind: EventKind, state: PortState, when: float) -> Event:
+    owner = primary_owner(state)
+    username = owner.username if owner else None
+    if username is None and state.listeners:
+        username = state.listeners[0].username
+    return Event(
+        time=when,
+        port=state.port,
+        kind=kind,
+        pid=owner.pid if owner else None,
+        name=owner.name if owner else None,
+        username=username,
+        addresses=tuple(dict.fromkeys(listener.address for listener in state.listeners)),
+    )
+
+
+def diff(previous: Snapshot | None, current: Snapshot) -> list[Event]:
+    """Events that lead from one snapshot to the next. Ports new in `current` are a first
+    sighting, not a change, so they produce nothing."""
+    if previous is None:
+        return []
+    before = {state.port: state for state in previous.states}
+    events: list[Event] = []
+    for now in current.states:
+        was = before.get(now.port)
+        if was is None:
+            continue
+        if now.listening and not was.listening:
+            events.append(_event("started", now, current.time))
+        elif was.listening and not now.listening:
+            events.append(_event("stopped", was, current.time))
+        elif now.listening and _identity(now) != _identity(was):
+            events.append(_event("owner-changed", now, current.time))
+    return events
+
+
+class Watcher:
+    """Scans the watched ports and remembers the last good snapshot.
+
+    A scan that fails as a whole (ScanError) keeps the previous state: a broken backend must
+    never make a busy port look free, nor produce a stopped/started pair.
+    """
+
+    def __init__(
+        self,
+        scanner: Scanner,
+        ports: Iterable[Port],
+        *,
+        log: EventLog | None = None,
+    ) -> None:
+        self.scanner = scanner
+        self._ports = list(dict.fromkeys(ports))
+        self.log = log
+        self.last: Snapshot | None = None
+        self.last_error: str | None = None
+
+    @property
+    def ports(self) -> list[Port]:
+        return list(self._ports)
+
+    def set_ports(self, ports: Iterable[Port]) -> None:
+        self._ports = list(dict.fromkeys(ports))
+
+    def poll(self) -> tuple[Snapshot | None, list[Event]]:
+        try:
+            snapshot = self.scanner.scan(self._ports)
+        except ScanError as exc:
+            self.last_error = str(exc)
+            return None, []
+        self.last_error = None
+        events = diff(self.last, snapshot)
+        self.last = snapshot
+        if events and self.log is not None:
+            try:
+                self.log.append(events)
+            except OSError as exc:
+                # Losing a log line is bad; stopping the watch over it would be worse.
+                self.last_error = f"could not write the events log: {exc}"
+        return snapshot, events
+
+    def run(
+        self,
+        interval: float,
+        on_poll: Callable[[Snapshot | None, list[Event]], None],
+        stop: threading.Event,
+    ) -> None:
+        """Poll every `interval` seconds until `stop` is set.
+
+        Scheduling uses the monotonic clock, so a wall-clock jump neither stalls the loop nor
+        makes it spin; after a suspend it simply polls once and carries on.
+        """
+        next_at = time.monotonic()
+        while not stop.is_set():
+            on_poll(*self.poll())
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # we overslept (suspend, stall): don't try to catch up
+                next_at = now + interval
+            stop.wait(next_at - now)
