@@ -13,10 +13,12 @@ OSName = Literal["linux", "macos", "windows", "other"]
 
 
 def current_os() -> OSName:
-    if sys.platform.startswith("linux"):
+    # Through a plain str: mypy would otherwise judge the other OSes' branches unreachable.
+    platform: str = sys.platform
+    if platform.startswith("linux"):
         return "linux"
-    if sys.platform == "darwin":
+    if platform == "darwin":
         return "macos"
-    if sys.platform == "win32":
+    if platform == "win32":
         return "windows"
     return "other"
