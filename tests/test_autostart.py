@@ -7,7 +7,6 @@ import configparser
 import json
 import os
 import plistlib
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support import require_tools
 from trayapp.platforms import OSName
 from trayapp.platforms.autostart import (
     RUN_KEY,
@@ -166,9 +166,10 @@ def test_control_characters_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "autostart" / "portwatch.desktop").exists()
 
 
-@pytest.mark.skipif(shutil.which("gio") is None, reason="needs gio (GLib) to launch the entry")
+@pytest.mark.skipif(sys.platform != "linux", reason="GLib's launcher runs Linux entries")
 def test_glib_starts_the_exact_command(tmp_path: Path) -> None:
     """GLib, which GNOME and most sessions use to run autostart entries, gets the same argv."""
+    require_tools("gio")
     folder = tmp_path / "my apps" / "100% sure $x"
     folder.mkdir(parents=True)
     out = tmp_path / "argv.json"

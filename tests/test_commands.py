@@ -4,15 +4,16 @@ Linux they are run for real against sockets this test opens."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support import require_tools
 from trayapp.platforms import OSName
 from trayapp.platforms.commands import admin_hint, check_commands, terminate_hint
 
@@ -149,14 +150,13 @@ def test_hints() -> None:
 # --- Linux: the commands run here ----------------------------------------------------------------
 
 needs_linux = pytest.mark.skipif(
-    not os.path.exists("/proc/net/tcp") or shutil.which("ss") is None,
-    reason="runs the Linux commands (needs ss from iproute2)",
+    not sys.platform.startswith("linux"), reason="runs the Linux commands"
 )
-needs_lsof = pytest.mark.skipif(shutil.which("lsof") is None, reason="lsof is not installed")
 
 
 @needs_linux
 def test_ss_finds_the_tcp_listener(tcp_listener: int) -> None:
+    require_tools("ss")
     for _description, command in check_commands(tcp_listener, "tcp", "linux"):
         if not command.removeprefix("sudo ").startswith("ss "):
             continue
@@ -168,6 +168,7 @@ def test_ss_finds_the_tcp_listener(tcp_listener: int) -> None:
 
 @needs_linux
 def test_ss_finds_the_udp_socket(udp_bound: int) -> None:
+    require_tools("ss")
     for _description, command in check_commands(udp_bound, "udp", "linux"):
         if command.removeprefix("sudo ").startswith("ss "):
             result = shell(command)
@@ -177,6 +178,7 @@ def test_ss_finds_the_udp_socket(udp_bound: int) -> None:
 
 @needs_linux
 def test_ss_filter_is_exact(tcp_listener: int) -> None:
+    require_tools("ss")
     # A port that is a prefix of ours must not show our socket.
     command = check_commands(tcp_listener // 10, "tcp", "linux")[0][1]
     assert f":{tcp_listener}" not in shell(command).stdout
@@ -184,6 +186,7 @@ def test_ss_filter_is_exact(tcp_listener: int) -> None:
 
 @needs_linux
 def test_all_sockets_command_shows_time_wait() -> None:
+    require_tools("ss")
     """The third Linux command is the one that explains a port that looks busy after a crash."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.bind(("127.0.0.1", 0))
@@ -206,8 +209,9 @@ def test_all_sockets_command_shows_time_wait() -> None:
 
 
 @needs_linux
-@needs_lsof
 def test_lsof_finds_the_tcp_listener(tcp_listener: int) -> None:
+    require_tools("ss")
+    require_tools("lsof")
     result = shell(check_commands(tcp_listener, "tcp", "linux")[1][1])
     assert result.returncode == 0, result.stderr
     assert f"127.0.0.1:{tcp_listener} (LISTEN)" in result.stdout
@@ -215,8 +219,9 @@ def test_lsof_finds_the_tcp_listener(tcp_listener: int) -> None:
 
 
 @needs_linux
-@needs_lsof
 def test_lsof_finds_the_udp_socket(udp_bound: int) -> None:
+    require_tools("ss")
+    require_tools("lsof")
     result = shell(check_commands(udp_bound, "udp", "linux")[1][1])
     assert result.returncode == 0, result.stderr
     assert f"127.0.0.1:{udp_bound}" in result.stdout
@@ -226,6 +231,7 @@ def test_lsof_finds_the_udp_socket(udp_bound: int) -> None:
 @needs_linux
 @pytest.mark.parametrize(("force", "signal_name"), [(False, "SIGTERM"), (True, "SIGKILL")])
 def test_terminate_hint_stops_a_process(force: bool, signal_name: str) -> None:
+    require_tools("ss")
     expected = -int(getattr(signal, signal_name))  # looked up late: Windows has no SIGKILL
     child = subprocess.Popen(["sleep", "60"])
     try:
