@@ -101,7 +101,10 @@ def _fix_list(problems: list[str]) -> str:
     return head + more
 
 
-def load(path: Path) -> LoadResult:
+def load(path: Path, *, repair: bool = True) -> LoadResult:
+    """With repair=False (the command line's read-only use) nothing is moved or rewritten."""
+    if not repair:
+        return _peek(path)
     try:
         if path.is_dir():
             return _start_over(path, "is a folder, not a file: using defaults")
@@ -124,6 +127,16 @@ def load(path: Path) -> LoadResult:
         with contextlib.suppress(OSError):
             save(path, config)
     return result
+
+
+def _peek(path: Path) -> LoadResult:
+    try:
+        if path.is_file() and path.stat().st_size <= MAX_CONFIG_BYTES:
+            config, problems = from_dict(json.loads(path.read_bytes().decode("utf-8")))
+            return LoadResult(config, problems)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        pass
+    return LoadResult(Config())
 
 
 def _start_over(path: Path, problem: str) -> LoadResult:

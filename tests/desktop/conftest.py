@@ -1,0 +1,79 @@
+"""Fixtures for tests that need a real desktop (see harness.py and session.sh).
+
+`desktop` starts one session per test module (starting costs about a second; xfce is the
+default tray host). Ask for the XEmbed host with
+`@pytest.mark.parametrize("desktop", ["trayer"], indirect=True)`.
+
+When the desktop programs are missing the tests are skipped, except under CI=true, where CI was
+supposed to install them: there they fail, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import DEBIAN_PACKAGES, DEFAULT_ARTIFACTS, Desktop, missing_programs
+
+HERE = Path(__file__).resolve().parent
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in this directory carries the `desktop` marker (select with -m desktop)."""
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.desktop)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report  # type: ignore[union-attr]
+    return report
+
+
+def require_desktop_programs(tray_host: str) -> None:
+    """Skip (or, under CI=true, fail) unless the harness's programs are installed."""
+    missing = missing_programs(tray_host)
+    if not missing:
+        return
+    packages = sorted({DEBIAN_PACKAGES.get(p, p) for p in missing})
+    reason = (
+        f"desktop harness ({tray_host}) needs missing programs: {', '.join(missing)} "
+        f"(Debian packages: {' '.join(packages)})"
+    )
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"CI should have installed them: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def desktop(request: pytest.FixtureRequest) -> Iterator[Desktop]:
+    """A running headless desktop (Xvfb + D-Bus + dunst + tray host), stopped after the module."""
+    tray_host = getattr(request, "param", "xfce")
+    require_desktop_programs(tray_host)
+    session = Desktop(artifacts_dir=DEFAULT_ARTIFACTS)
+    session.start(tray_host)
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test that uses `desktop` fails, keep a screenshot of the moment."""
+    yield
+    report = request.node.stash.get(_REPORTS, {}).get("call")
+    if report is None or not report.failed or "desktop" not in request.fixturenames:
+        return
+    session = request.getfixturevalue("desktop")
+    if isinstance(session, Desktop) and session.running:
+        try:
+            session.screenshot(f"FAILED-{request.node.name}")
+        except Exception as exc:  # a failed screenshot must not hide the test's failure
+            request.node.add_report_section("teardown", "screenshot", f"failed: {exc}")

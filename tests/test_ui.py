@@ -1,0 +1,374 @@
+"""Widgets and signal paths with real Qt (offscreen), real sockets and real child processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QDialogButtonBox
+from pytestqt.qtbot import QtBot
+
+from tests.ui_support import free_port, http_server, make_controller
+from trayapp.core import config as cfg
+from trayapp.core.events import Event
+from trayapp.core.history import EventLog
+from trayapp.core.model import Port, Snapshot
+from trayapp.core.scanning import Scanner
+from trayapp.platforms.autostart import XdgAutostart
+from trayapp.ui.controller import Controller
+from trayapp.ui.history_window import HistoryWindow
+from trayapp.ui.port_window import PortWindow
+from trayapp.ui.settings_dialog import API_KEY, LABEL, PORT, SettingsDialog
+from trayapp.ui.tray import Tray, notification_text
+
+
+@pytest.fixture
+def controller_for(portwatch_home: Path) -> Iterator[object]:
+    made: list[Controller] = []
+
+    def make(ports: list[Port], **kwargs: object) -> Controller:
+        controller = make_controller(portwatch_home, ports, **kwargs)  # type: ignore[arg-type]
+        controller.start()
+        made.append(controller)
+        return controller
+
+    yield make
+    for controller in made:
+        controller.stop()
+
+
+def test_port_window_shows_a_real_servers_pid_and_cmdline(qtbot: QtBot, controller_for) -> None:
+    port = Port(free_port())
+    controller = controller_for([port])
+    with http_server(port.number) as child:
+        window = PortWindow(controller, port)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.owner_fields["pid"].text() == str(child.pid), timeout=10000)
+        cmdline = window.owner_fields["cmdline"].text()
+        assert "http.server" in cmdline and str(port.number) in cmdline
+        assert window.status.text().startswith("Listening")
+        assert "127.0.0.1" in window.details_text()
+        assert window.listeners.topLevelItem(0).text(0) == "127.0.0.1"
+        # The health probe ran on the action thread and found the HTTP server.
+        qtbot.waitUntil(lambda: "HTTP 200" in window.health.text(), timeout=5000)
+        assert "Held by python" in window.diagnosis.text()
+        assert ("Dynamic" if port.number >= 49152 else "(registered)") in window.range_text.text()
+    # Stays live: the server's exit shows without reopening the window.
+    qtbot.waitUntil(lambda: window.status.text().startswith("Free"), timeout=10000)
+    assert window.owner_fields["pid"].text() == "-"
+    window.close()
+
+
+def test_terminate_asks_then_reports_the_real_outcome(qtbot: QtBot, controller_for) -> None:
+    port = Port(free_port())
+    controller = controller_for([port])
+    questions: list[str] = []
+    told: list[str] = []
+    with http_server(port.number) as child:
+        window = PortWindow(controller, port)
+        qtbot.addWidget(window)
+        window.ask = lambda _w, _t, text: questions.append(text) or True  # type: ignore[func-returns-value]
+        window.tell = lambda _w, _t, text: told.append(text)
+        qtbot.waitUntil(lambda: window.selected_owner() is not None, timeout=10000)
+        window.terminate_owner()
+        assert questions and f"pid {child.pid}" in questions[0]
+        qtbot.waitUntil(lambda: bool(told), timeout=10000)
+        assert told == [f"python (pid {child.pid}) stopped"] or "stopped" in told[0]
+        assert child.wait(5) is not None
+
+
+def test_terminate_declined_does_nothing(qtbot: QtBot, controller_for) -> None:
+    port = Port(free_port())
+    controller = controller_for([port])
+    with http_server(port.number) as child:
+        window = PortWindow(controller, port)
+        qtbot.addWidget(window)
+        window.ask = lambda *_: False
+        qtbot.waitUntil(lambda: window.selected_owner() is not None, timeout=10000)
+        window.terminate_owner()
+        time.sleep(0.3)
+        assert child.poll() is None
+
+
+def test_unwatched_port_window_and_watch_button(
+    qtbot: QtBot, controller_for, portwatch_home: Path
+) -> None:
+    controller = controller_for([])
+    port = Port(free_port())
+    window = PortWindow(controller, port)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.status.text().startswith("Free"), timeout=10000)
+    assert window.watch_button.text() == "Watch this port"
+    window.watch_button.click()
+    assert controller.is_watched(port)
+    assert window.watch_button.text() == "Stop watching"
+    saved = cfg.load(portwatch_home / "config" / "config.json").config
+    assert [e.port for e in saved.ports] == [port]
+
+
+def test_tray_menu_and_tooltip_are_live(qtbot: QtBot, controller_for) -> None:
+    port = Port(free_port())
+    controller = controller_for([port])
+    tray = Tray(controller)
+    qtbot.waitUntil(lambda: "free" in tray.tooltip(), timeout=10000)
+    tray.menu.aboutToShow.emit()
+    texts = [a.text() for a in tray.menu.actions()]
+    assert f"{port.number} label {port.number}: free" in texts
+    assert {"Check a port...", "Watch a port...", "History...", "Settings...", "Quit"} <= set(texts)
+    assert tray.icon_state == "none"
+    with http_server(port.number) as child:
+        qtbot.waitUntil(lambda: tray.icon_state == "all", timeout=10000)
+        tray.menu.aboutToShow.emit()
+        line = tray.menu.actions()[0].text()
+        assert line.startswith(
+            f"{port.number} label {port.number}: listening, python (pid {child.pid}"
+        )
+        opened: list[Port] = []
+        tray.open_port.connect(opened.append)
+        tray.menu.actions()[0].trigger()
+        assert opened == [port]
+
+
+def test_pause_stops_scanning(qtbot: QtBot, controller_for) -> None:
+    port = Port(free_port())
+    controller = controller_for([port])
+    qtbot.waitUntil(lambda: controller.snapshot is not None, timeout=10000)
+    controller.set_paused(True)
+    qtbot.wait(400)
+    last = controller.snapshot
+    qtbot.wait(600)
+    assert controller.snapshot is last or controller.snapshot.states == ()  # type: ignore[union-attr]
+    controller.set_paused(False)
+    qtbot.waitUntil(lambda: controller.snapshot is not last, timeout=5000)
+
+
+def event(kind: str, port: Port, pid: int = 42) -> Event:
+    return Event(time=time.time(), port=port, kind=kind, pid=pid, name="uvicorn", username="alice")  # type: ignore[arg-type]
+
+
+def test_notifications_name_port_label_and_process(qtbot: QtBot, controller_for) -> None:
+    port = Port(60610)
+    controller = controller_for([])
+    controller.config = cfg.Config()  # the default: 60610 labelled as the Bluesky API
+    now = [100.0]
+    tray = Tray(controller, clock=lambda: now[0])
+    sent: list[tuple[str, str]] = []
+    tray.sender = lambda title, body: sent.append((title, body))
+    tray.notify([event("started", port, 4242)])
+    assert sent == [
+        ("60610 Bluesky Queue Server (HTTP API)", "now listening: uvicorn (pid 4242, user alice)")
+    ]
+    # Flapping: folded, then one summary with the latest state when the window ends.
+    tray.notify([event("stopped", port), event("started", port), event("stopped", port)])
+    assert len(sent) == 1
+    now[0] = 111.0
+    qtbot.waitUntil(lambda: len(sent) == 2, timeout=15000)
+    assert sent[1][1].startswith("stopped: uvicorn (pid 42")
+    assert "3 changes" in sent[1][1]
+
+
+def test_mutes_and_per_port_switches(qtbot: QtBot, controller_for) -> None:
+    a, b = Port(1111), Port(2222)
+    controller = controller_for([])
+    controller.config = cfg.Config(
+        ports=(cfg.WatchedPort(a, "a", notify_stop=False), cfg.WatchedPort(b, "b", muted=True))
+    )
+    tray = Tray(controller)
+    sent: list[tuple[str, str]] = []
+    tray.sender = lambda title, body: sent.append((title, body))
+    tray.notify([event("stopped", a), event("started", b)])
+    assert sent == []
+    tray.notify([event("started", a)])
+    assert len(sent) == 1
+    controller.config = cfg.Config(ports=controller.config.ports, notifications=False)
+    tray.notify([event("started", Port(3333))])
+    assert len(sent) == 1
+
+
+def test_notification_text_for_hidden_owner() -> None:
+    hidden = Event(time=0.0, port=Port(80), kind="started", username="bob")
+    _title, body = notification_text(hidden, "80")
+    assert body == "now listening: a process of user bob (hidden without administrator rights)"
+
+
+def test_settings_round_trip_through_a_real_file(
+    qtbot: QtBot, controller_for, portwatch_home: Path, tmp_path: Path
+) -> None:
+    controller = controller_for([])
+    autostart = XdgAutostart(config_home=tmp_path / "xdg")
+    dialog = SettingsDialog(controller, autostart)
+    qtbot.addWidget(dialog)
+    dialog.add_row(None)
+    row = dialog.table.rowCount() - 1
+    dialog.table.item(row, PORT).setText("8000-8002/udp")
+    dialog.table.item(row, LABEL).setText("instruments")
+    dialog.table.cellWidget(row, API_KEY).setText("k3y")  # type: ignore[union-attr]
+    dialog.inputs["interval"].setValue(2.5)  # type: ignore[union-attr]
+    dialog.inputs["start_at_login"].setChecked(True)  # type: ignore[union-attr]
+    assert dialog.validate()
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    saved = cfg.load(portwatch_home / "config" / "config.json").config
+    assert saved.interval == 2.5
+    assert [e.port for e in saved.ports] == [
+        Port(8000, "udp"),
+        Port(8001, "udp"),
+        Port(8002, "udp"),
+    ]
+    assert {e.label for e in saved.ports} == {"instruments"}
+    assert saved.ports[0].api_key == "k3y"
+    assert autostart.is_enabled()
+    assert controller.config == saved
+    # Reopened, it shows what was saved.
+    again = SettingsDialog(controller, autostart)
+    qtbot.addWidget(again)
+    assert again.table.rowCount() == 3
+    assert again.table.item(0, PORT).text() == "8000/udp"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("70000", "'70000'"),
+        ("abc", "'abc'"),
+        ("80/sctp", "sctp"),
+        ("", "no port given"),
+        ("90-80", "90-80"),
+    ],
+)
+def test_settings_show_the_parser_message_and_save_nothing(
+    qtbot: QtBot, controller_for, portwatch_home: Path, tmp_path: Path, text: str, words: str
+) -> None:
+    controller = controller_for([])
+    dialog = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+    qtbot.addWidget(dialog)
+    dialog.add_row(None)
+    dialog.table.item(dialog.table.rowCount() - 1, PORT).setText(text)
+    save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+    assert not save.isEnabled()
+    assert words in dialog.error.text()
+    dialog.save()
+    assert not (portwatch_home / "config" / "config.json").exists()
+
+
+def test_settings_duplicate_ports_are_refused(qtbot: QtBot, controller_for, tmp_path: Path) -> None:
+    controller = controller_for([Port(8080)])
+    dialog = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+    qtbot.addWidget(dialog)
+    dialog.add_row(None)
+    dialog.table.item(1, PORT).setText("8079-8081")
+    assert "8080/tcp is listed twice" in dialog.error.text()
+
+
+class StallingScanner(Scanner):
+    """Sleeps like psutil.net_connections on a bad day (0.4-1.6 s stalls)."""
+
+    name = "stalling"
+
+    def __init__(self) -> None:
+        self.scans = 0
+
+    def scan(self, ports: Iterable[Port], *, connections: bool = False) -> Snapshot:
+        self.scans += 1
+        time.sleep(1.2)
+        from trayapp.core.model import PortState
+
+        return Snapshot(tuple(PortState(p) for p in ports))
+
+
+def test_gui_stays_responsive_while_a_scan_stalls(qtbot: QtBot, portwatch_home: Path) -> None:
+    scanner = StallingScanner()
+    controller = Controller(
+        portwatch_home / "config.json",
+        cfg.Config(interval=0.5),
+        lambda: scanner,
+    )
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    controller.start()
+    try:
+        assert threading.current_thread() is threading.main_thread()
+        qtbot.waitUntil(lambda: scanner.scans >= 2, timeout=10000)
+    finally:
+        controller.stop()
+        timer.stop()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert len(ticks) > 50
+    assert max(gaps) < 0.5, f"the GUI thread was blocked for {max(gaps):.2f} s"
+
+
+def test_history_window_lists_exports_and_totals(
+    qtbot: QtBot, controller_for, tmp_path: Path
+) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    now = time.time()
+    port = Port(60610)
+    log.append(
+        [
+            Event(now - 7200, port, "started", pid=1, name="uvicorn"),
+            Event(now - 3600, port, "stopped", pid=1, name="uvicorn"),
+            Event(now - 1800, port, "started", pid=2, name="uvicorn"),
+            Event(now - 60, Port(8080), "started", pid=3, name="node"),
+        ]
+    )
+    window = HistoryWindow(controller_for([]), log)
+    qtbot.addWidget(window)
+    assert window.table.topLevelItemCount() == 4
+    assert "up 1 h 30 min" in window.totals.text() and "down 30 min" in window.totals.text()
+    index = window.port_filter.findData(str(port))
+    window.port_filter.setCurrentIndex(index)
+    assert window.table.topLevelItemCount() == 3
+    csv_path = window.export("csv", tmp_path / "h.csv")
+    json_path = window.export("json", tmp_path / "h.json")
+    assert csv_path and json_path
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("port,protocol,event,state,start,end,duration_s")
+    assert len(lines) == 4
+    rows = json.loads(json_path.read_text())
+    assert [r["event"] for r in rows] == ["started", "stopped", "started"]
+    assert rows[-1]["end"] is None and rows[0]["duration_s"] == pytest.approx(3600, abs=1)
+
+
+def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path: Path) -> None:
+    env = {
+        "PORTWATCH_HOME": str(portwatch_home),
+        "QT_QPA_PLATFORM": "offscreen",
+        "PORTWATCH_TRAY_WAIT": "0",
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    (tmp_path / "run").mkdir(mode=0o700)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--debug"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        log_file = portwatch_home / "log" / "portwatch.log"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "started, watching" not in (
+            log_file.read_text() if log_file.exists() else ""
+        ):
+            time.sleep(0.1)
+        second = subprocess.run(
+            [sys.executable, "-m", "trayapp"], env=env, capture_output=True, text=True, timeout=20
+        )
+        assert second.returncode == 0
+        assert "already running" in second.stderr
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        _out, err = first.communicate(timeout=15)
+    assert first.returncode == 0, err
+    assert "Traceback" not in err

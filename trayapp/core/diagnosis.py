@@ -1,0 +1,152 @@
+"""Why is this port busy, or why can't I bind it? Each finding names a cause and a fix.
+
+Built from one inspection (a PortState scanned with connections) and the port's RangeInfo,
+so it works the same for the CLI and the port window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from trayapp.core.model import Connection, PortState
+from trayapp.core.ranges import RangeInfo
+from trayapp.platforms import OSName, current_os
+from trayapp.platforms.commands import admin_hint, terminate_hint
+
+Cause = Literal[
+    "process",
+    "other-user",
+    "docker-proxy",
+    "source-port",
+    "windows-excluded",
+    "time-wait",
+    "free",
+]
+SHOWN_CONNECTIONS = 5
+
+
+@dataclass(frozen=True)
+class Finding:
+    cause: Cause
+    title: str  # one line
+    detail: str  # why, and what to do
+    commands: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "cause": self.cause,
+            "title": self.title,
+            "detail": self.detail,
+            "commands": list(self.commands),
+        }
+
+
+def _connection_text(conn: Connection) -> str:
+    remote = f"[{conn.remote_address}]" if ":" in conn.remote_address else conn.remote_address
+    owner = f", pid {conn.pid}" if conn.pid else ""
+    return f"{conn.status} to {remote}:{conn.remote_port}{owner}"
+
+
+def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -> list[Finding]:
+    os_name = os_name or current_os()
+    port = state.port.number
+    findings: list[Finding] = []
+    for owner in state.owners:
+        who = f"{owner.name or '?'} (pid {owner.pid}" + (
+            f", user {owner.username})" if owner.username else ")"
+        )
+        if owner.name == "docker-proxy":
+            findings.append(
+                Finding(
+                    "docker-proxy",
+                    f"Published by a Docker container (docker-proxy, pid {owner.pid})",
+                    "docker-proxy forwards a container's published port; stopping it breaks "
+                    "the container's networking. Find and stop the container instead.",
+                    (f"docker ps --filter publish={port}", "docker stop <container>"),
+                )
+            )
+            continue
+        findings.append(
+            Finding(
+                "process",
+                f"Held by {who}",
+                "Stop this process (or change its port) to free the port.",
+                (
+                    terminate_hint(owner.pid, os_name),
+                    terminate_hint(owner.pid, os_name, force=True),
+                ),
+            )
+        )
+    for user in state.hidden_users:
+        findings.append(
+            Finding(
+                "other-user",
+                f"Held by a process of {user if user.startswith('uid') else 'user ' + user}",
+                "The operating system shows the socket and its owner's user, but not the "
+                "process of another user unless you have administrator rights. "
+                + admin_hint(os_name),
+            )
+        )
+    connections = state.connections or ()
+    active = [c for c in connections if c.status not in ("TIME_WAIT", "LISTEN", "NONE")]
+    if active and not state.listening:
+        shown = "; ".join(_connection_text(c) for c in active[:SHOWN_CONNECTIONS])
+        more = (
+            f" (and {len(active) - SHOWN_CONNECTIONS} more)"
+            if len(active) > SHOWN_CONNECTIONS
+            else ""
+        )
+        if info.os_ephemeral and info.in_os_ephemeral and not info.os_reserved:
+            first, last = info.os_ephemeral
+            detail = (
+                f"Port {port} lies in this machine's range for outgoing connections "
+                f"({first}-{last}) and a connection uses it as "
+                f"its source port: {shown}{more}. A server can't bind it until that connection "
+                "closes. Reserve the port so it is never handed out again."
+            )
+        else:
+            detail = (
+                f"A connection uses {port} as its local (source) port: {shown}{more}. A server "
+                "can't bind it until that connection closes."
+            )
+        findings.append(
+            Finding(
+                "source-port",
+                f"Used as the source port of {len(active)} connection(s)",
+                detail,
+                info.fix_commands if info.in_os_ephemeral else (),
+            )
+        )
+    if info.excluded_by is not None:
+        findings.append(
+            Finding(
+                "windows-excluded",
+                "Inside a Windows excluded port range",
+                info.warning_summary or info.warning or "",
+                info.fix_commands,
+            )
+        )
+    waiting = [c for c in connections if c.status == "TIME_WAIT"]
+    if waiting and not state.listening:
+        findings.append(
+            Finding(
+                "time-wait",
+                f"Only {len(waiting)} TIME_WAIT leftover(s) from closed connections",
+                "Nothing listens; recently closed connections linger for up to a minute or two. "
+                "They stop a new server from binding only if it does not set SO_REUSEADDR; "
+                "most servers set it (in Python: socketserver's allow_reuse_address = True, "
+                "or sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1) before bind).",
+            )
+        )
+    if not findings:
+        findings.append(
+            Finding(
+                "free",
+                "Free: nothing listens and no connection uses it",
+                "A server can bind this port now."
+                + (f" {info.warning_summary}" if info.warning_summary else ""),
+                info.fix_commands,
+            )
+        )
+    return findings

@@ -1,0 +1,206 @@
+"""Is the service healthy, not just listening? A short HTTP look, Bluesky-aware.
+
+Rules it keeps: loopback addresses only (a test proves others are refused), a 1 s timeout per
+request, run on a state change or on demand (never on every poll), and credentials only when
+the user set an API key for that port, sent as `Authorization: ApiKey <key>` and never logged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trayapp.core.model import PortState
+
+Health = Literal[
+    "ok", "http", "needs-key", "manager-unreachable", "not-http", "no-answer", "error", "skipped"
+]
+BLUESKY_HINTS = ("bluesky_httpserver", "bluesky-httpserver", "start-bluesky-httpserver")
+BLUESKY_PORTS = frozenset({60610})
+STATUS_FIELDS = ("manager_state", "items_in_queue", "items_in_history", "worker_environment_exists")
+MAX_BODY = 64 * 1024
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+class NotLoopback(ValueError):
+    """The probe was asked to contact an address outside this machine."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    port: int
+    host: str
+    health: Health
+    summary: str  # one line for menus, tooltips and the CLI
+    time: float = field(default_factory=time.time)
+    status: int | None = None
+    server: str | None = None
+    title: str | None = None
+    bluesky: dict[str, Any] | None = None  # the /api/status fields we show
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "health": self.health,
+            "summary": self.summary,
+            "time": self.time,
+            "http_status": self.status,
+            "server": self.server,
+            "title": self.title,
+            "bluesky": self.bluesky,
+        }
+
+
+def require_loopback(host: str) -> None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise NotLoopback(
+            f"{host!r} is not an IP address; the probe only contacts loopback"
+        ) from None
+    if not address.is_loopback:
+        raise NotLoopback(f"{host} is not a loopback address; the probe only contacts loopback")
+
+
+def loopback_for(addresses: Sequence[str]) -> str | None:
+    """The loopback address that reaches a listener bound to these addresses, if any."""
+    for address in addresses:
+        if address in ("0.0.0.0", "127.0.0.1") or address.startswith("127."):
+            return "127.0.0.1" if address == "0.0.0.0" else address
+    for address in addresses:
+        if address in ("::", "::1") or address.startswith("::ffff:127."):
+            return "::1"
+    return None
+
+
+def looks_like_bluesky(port: int, evidence: Sequence[str]) -> bool:
+    text = " ".join(evidence).lower()
+    return port in BLUESKY_PORTS or any(hint in text for hint in BLUESKY_HINTS)
+
+
+@dataclass
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _get(host: str, port: int, path: str, timeout: float, api_key: str | None) -> _Answer:
+    require_loopback(host)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {"User-Agent": "portwatch-probe", "Accept": "*/*", "Connection": "close"}
+    if api_key:
+        headers["Authorization"] = f"ApiKey {api_key}"
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read(MAX_BODY)
+        return _Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+    finally:
+        conn.close()
+
+
+def probe(
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    timeout: float = 1.0,
+    api_key: str | None = None,
+    bluesky: bool = False,
+) -> ProbeResult:
+    """Look at a TCP service on loopback. Raises NotLoopback for any other address."""
+    require_loopback(host)
+    try:
+        answer = _get(host, port, "/", timeout, api_key=None)
+    except TimeoutError:
+        return ProbeResult(port, host, "no-answer", f"no answer within {timeout:g} s")
+    except ConnectionRefusedError:
+        return ProbeResult(port, host, "error", "connection refused")
+    except (http.client.HTTPException, ConnectionError, UnicodeError):
+        return ProbeResult(port, host, "not-http", "answers, but not HTTP")
+    except OSError as exc:
+        return ProbeResult(port, host, "error", f"could not connect: {exc.strerror or exc}")
+    server = answer.headers.get("server")
+    title = _title(answer.body)
+    base = f"HTTP {answer.status}" + (f", {server}" if server else "")
+    if title:
+        base += f', "{title}"'
+    if not bluesky:
+        return ProbeResult(
+            port, host, "http", base, status=answer.status, server=server, title=title
+        )
+    return _bluesky(port, host, timeout, api_key, answer.status, base, server, title)
+
+
+def _title(body: bytes) -> str | None:
+    match = _TITLE.search(body)
+    if not match:
+        return None
+    text = match.group(1).decode("utf-8", "replace")
+    return " ".join(text.split())[:120] or None
+
+
+def _bluesky(
+    port: int,
+    host: str,
+    timeout: float,
+    api_key: str | None,
+    root_status: int,
+    base: str,
+    server: str | None,
+    title: str | None,
+) -> ProbeResult:
+    def result(health: Health, summary: str, **extra: Any) -> ProbeResult:
+        return ProbeResult(port, host, health, summary, server=server, title=title, **extra)
+
+    try:
+        answer = _get(host, port, "/api/status", timeout, api_key)
+    except TimeoutError:
+        return result("manager-unreachable", "HTTP server up, RE Manager not answering (timeout)")
+    except (http.client.HTTPException, OSError) as exc:
+        return result("error", f"HTTP server up, /api/status failed: {exc}")
+    if answer.status in (401, 403):
+        need = "API key rejected" if api_key else "needs an API key (set one in Settings)"
+        return result("needs-key", f"Bluesky HTTP server up, {need}", status=answer.status)
+    if answer.status == 408:
+        return result("manager-unreachable", "HTTP server up, RE Manager unreachable", status=408)
+    if answer.status != 200:
+        return result(
+            "http", f"HTTP server up, /api/status answered {answer.status}", status=answer.status
+        )
+    try:
+        data = json.loads(answer.body)
+    except ValueError:
+        return result("http", "HTTP server up, /api/status is not JSON", status=200)
+    if not isinstance(data, dict):
+        return result("http", "HTTP server up, unexpected /api/status answer", status=200)
+    fields = {key: data.get(key) for key in STATUS_FIELDS if key in data}
+    state = fields.get("manager_state", "?")
+    summary = (
+        f"RE Manager {state}, {fields.get('items_in_queue', '?')} queued, "
+        f"{fields.get('items_in_history', '?')} in history, worker environment "
+        + ("open" if fields.get("worker_environment_exists") else "closed")
+    )
+    return result("ok", summary, status=200, bluesky=fields)
+
+
+def probe_state(state: PortState, api_key: str | None = None, timeout: float = 1.0) -> ProbeResult:
+    """Probe a listening TCP port where its listeners can be reached on loopback."""
+    addresses = [listener.address for listener in state.listeners]
+    port = state.port.number
+    host = loopback_for(addresses)
+    if host is None:
+        where = ", ".join(dict.fromkeys(addresses)) or "no address"
+        return ProbeResult(
+            port, "", "skipped", f"listens only on {where}; not probed (loopback only)"
+        )
+    evidence = [" ".join((o.name or "", *o.cmdline)) for o in state.owners]
+    return probe(
+        port, host, timeout=timeout, api_key=api_key, bluesky=looks_like_bluesky(port, evidence)
+    )

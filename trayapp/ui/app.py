@@ -1,0 +1,242 @@
+"""Starts the tray app: logging, single instance, settings, workers, tray and windows."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+
+from PySide6.QtCore import QSocketNotifier, QTimer
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QSystemTrayIcon, QWidget
+
+from trayapp import APP_NAME, __version__
+from trayapp.core import config as cfg
+from trayapp.core import paths
+from trayapp.core.history import EventLog
+from trayapp.core.model import Port
+from trayapp.core.ports import PortSpecError, parse_port, parse_ports
+from trayapp.platforms import integration
+from trayapp.platforms.autostart import autostart_for
+from trayapp.platforms.dbus_notify import dbus_notifier
+from trayapp.platforms.scanners import create_scanner
+from trayapp.ui.controller import Controller
+from trayapp.ui.icons import app_icon
+from trayapp.ui.instance import InstanceServer, ask_running_instance
+from trayapp.ui.overview import OverviewWindow
+from trayapp.ui.port_window import PortWindow, show_window
+from trayapp.ui.settings_dialog import SettingsDialog
+from trayapp.ui.tray import Tray
+
+log = logging.getLogger("trayapp")
+TRAY_WAIT_ENV = "PORTWATCH_TRAY_WAIT"  # seconds to wait for a tray host (default 15)
+TRAY_POLL_MS = 500
+TRAY_RECHECK_MS = 5000
+
+
+def setup_logging(debug: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = []
+    try:
+        folder = paths.log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                folder / "portwatch.log", maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+            )
+        )
+    except OSError as exc:
+        print(f"portwatch: cannot write the log file ({exc}); logging to the terminal")
+    if debug or not handlers:
+        handlers.append(logging.StreamHandler())
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
+class PortWatchApp:
+    """Owns the windows and wires the tray's and windows' requests to them."""
+
+    def __init__(self, qapp: QApplication, controller: Controller) -> None:
+        self.qapp = qapp
+        self.controller = controller
+        self.tray = Tray(controller)
+        self.overview = OverviewWindow(controller)
+        self.port_windows: dict[Port, PortWindow] = {}
+        self.history_window: QWidget | None = None
+        for source in (self.tray, self.overview):
+            source.open_port.connect(self.open_port)
+            source.check_port.connect(self.ask_check_port)
+            source.watch_port.connect(self.ask_watch_port)
+            source.open_settings.connect(self.open_settings)
+            source.open_history.connect(self.open_history)
+            source.quit_requested.connect(self.quit)
+        self.tray.open_overview.connect(self.show_overview)
+
+    # -- tray availability -----------------------------------------------------------------
+    def start_tray(self) -> None:
+        """Autostart can beat the panel: wait for a tray a while, then fall back to a window."""
+        try:
+            wait = float(os.environ.get(TRAY_WAIT_ENV, "15"))
+        except ValueError:
+            wait = 15.0
+        self._tray_wait_left_ms = int(wait * 1000)
+        self._fell_back = False
+        self._tray_timer = QTimer()
+        self._tray_timer.setSingleShot(True)
+        self._tray_timer.timeout.connect(self._check_tray)
+        self._check_tray()
+
+    def _check_tray(self) -> None:
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            log.info("system tray available: showing the icon")
+            self.tray.show()
+            return
+        if self._tray_wait_left_ms > 0:
+            self._tray_wait_left_ms -= TRAY_POLL_MS
+            self._tray_timer.start(TRAY_POLL_MS)
+            return
+        if not self._fell_back:
+            self._fell_back = True
+            log.warning("no system tray appeared: showing the overview window instead")
+            self.tray.sender = dbus_notifier()
+            self.overview.set_notice(
+                "No system tray was found, so Port Watch runs in this window. It keeps "
+                "watching and notifying while the window is closed; start it again to "
+                "bring the window back."
+            )
+            self.show_overview()
+        # Keep looking now and then: the panel may still come up later.
+        self._tray_timer.start(TRAY_RECHECK_MS)
+
+    # -- windows ---------------------------------------------------------------------------
+    def show_overview(self) -> None:
+        show_window(self.overview)
+
+    def open_port(self, port: Port) -> PortWindow:
+        window = self.port_windows.get(port)
+        if window is None:
+            window = PortWindow(self.controller, port)
+            window.destroyed.connect(lambda _=None, p=port: self.port_windows.pop(p, None))
+            self.port_windows[port] = window
+        show_window(window)
+        return window
+
+    def _ask_spec(self, title: str, prompt: str) -> str | None:
+        text, ok = QInputDialog.getText(None, title, prompt)
+        return text if ok and text.strip() else None
+
+    def ask_check_port(self) -> None:
+        text = self._ask_spec("Check a port", "Port (e.g. 8080 or 5353/udp):")
+        if text is None:
+            return
+        try:
+            self.open_port(parse_port(text))
+        except PortSpecError as exc:
+            QMessageBox.warning(None, "Check a port", str(exc))
+
+    def ask_watch_port(self) -> None:
+        text = self._ask_spec("Watch a port", "Ports to watch (e.g. 8080, 5353/udp, 8000-8010):")
+        if text is None:
+            return
+        try:
+            ports = parse_ports(text)
+        except PortSpecError as exc:
+            QMessageBox.warning(None, "Watch a port", str(exc))
+            return
+        try:
+            for port in ports:
+                self.controller.watch(port)
+        except OSError as exc:
+            QMessageBox.warning(None, "Watch a port", f"Could not save settings: {exc}")
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.controller, autostart_for())
+        dialog.exec()
+
+    def open_history(self) -> None:
+        from trayapp.ui.history_window import HistoryWindow
+
+        if self.history_window is None:
+            self.history_window = HistoryWindow(self.controller)
+        show_window(self.history_window)
+
+    def quit(self) -> None:
+        self.qapp.quit()
+
+
+def _install_signal_handlers(qapp: QApplication) -> None:
+    """Ctrl+C and SIGTERM quit cleanly. A wakeup socket lets Python see the signal while Qt's
+    loop sleeps, without a polling timer that would wake an idle app several times a second."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, qapp)
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            reader.recv(64)
+
+    notifier.activated.connect(drain)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: qapp.quit())
+    qapp.setProperty("_portwatch_wakeup", (reader, writer, notifier))
+
+
+def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
+    setup_logging(debug)
+    integration.set_app_user_model_id()
+    integration.hide_dock_icon()
+    qapp = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(qapp, QApplication)
+    qapp.setApplicationName("Port Watch")
+    qapp.setApplicationVersion(__version__)
+    qapp.setDesktopFileName(APP_NAME)
+    qapp.setQuitOnLastWindowClosed(False)
+    qapp.setWindowIcon(app_icon())
+
+    if ask_running_instance("show"):
+        print("Port Watch is already running; its window was brought up.", file=sys.stderr)
+        return 0
+    instance = InstanceServer()
+    instance.listen()
+
+    loaded = cfg.load(paths.config_file())
+    if loaded.message:
+        log.warning("%s", loaded.message)
+    controller = Controller(
+        paths.config_file(),
+        loaded.config,
+        create_scanner,
+        event_log=EventLog(paths.events_file()),
+        extra_ports=extra_ports,
+    )
+    app = PortWatchApp(qapp, controller)
+    instance.command.connect(lambda _cmd: app.show_overview())
+    _install_signal_handlers(qapp)
+    controller.start()
+    app.start_tray()
+    if loaded.message:
+        # Said once: the bad file is moved aside, so the next start is quiet.
+        app.overview.set_notice(loaded.message)
+        app.show_overview()
+    log.info("Port Watch %s started, watching %s", __version__, controller.ports())
+    try:
+        return qapp.exec()
+    finally:
+        controller.stop()
+        app.tray.hide()
+        instance.close()
+        log.info("Port Watch stopped")
+
+
+def main() -> int:
+    from trayapp.cli import main as cli_main
+
+    return cli_main(["tray", *sys.argv[1:]])

@@ -1,0 +1,192 @@
+"""The app's state on the GUI thread: settings, the latest snapshot, and the workers.
+
+Views (tray, windows, dialogs) read from here and call its methods; they never talk to the
+workers or the OS themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal
+
+from trayapp.core import config as cfg
+from trayapp.core.events import Event
+from trayapp.core.history import EventLog
+from trayapp.core.model import Port, PortState, Snapshot
+from trayapp.core.probe import ProbeResult
+from trayapp.core.scanning import Scanner
+from trayapp.core.services import label_for
+from trayapp.ui.icons import IconState, overall_state
+from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
+
+log = logging.getLogger(__name__)
+
+
+class Controller(QObject):
+    changed = Signal()  # a new snapshot, or a scan failure
+    config_changed = Signal()
+    events = Signal(list)  # list[Event], from the watcher
+    inspected = Signal(object, object)  # Port, PortReport | None
+    action_done = Signal(int, object)  # pid, Outcome
+    paused_changed = Signal(bool)
+    probed = Signal(object, object, object)  # Port, ProbeResult, previous ProbeResult | None
+
+    # Queued requests to the worker threads (signals cross threads safely).
+    _set_ports = Signal(list)
+    _set_interval = Signal(float)
+    _inspect = Signal(object)
+    _terminate = Signal(int, object, bool)
+    _probe = Signal(object, object)
+    _poll_now = Signal()
+
+    def __init__(
+        self,
+        config_path: Path,
+        config: cfg.Config,
+        scanner_factory: Callable[[], Scanner],
+        *,
+        event_log: EventLog | None = None,
+        extra_ports: list[Port] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config_path = config_path
+        self.config = config
+        self.extra_ports = [p for p in (extra_ports or []) if config.watched(p) is None]
+        self.snapshot: Snapshot | None = None
+        self.error: str | None = None
+        self.paused = False
+        self.probes: dict[Port, ProbeResult] = {}
+        self._scan = ScanWorker(scanner_factory, self.ports(), config.interval, event_log)
+        self._actions = ActionWorker()
+        self._threads: list[QThread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._scan.snapshot.connect(self._on_snapshot)
+        self._scan.failed.connect(self._on_failed)
+        self._scan.events.connect(self._on_events)
+        self._scan.inspected.connect(self.inspected)
+        self._actions.finished.connect(self.action_done)
+        self._set_ports.connect(self._scan.set_ports)
+        self._set_interval.connect(self._scan.set_interval)
+        self._inspect.connect(self._scan.inspect)
+        self._poll_now.connect(self._scan.poll)
+        self._terminate.connect(self._actions.terminate)
+        self._probe.connect(self._actions.probe)
+        self._actions.probed.connect(self._on_probed)
+        self._threads = [
+            start_thread(self._scan, "portwatch-scan", self._scan.start),
+            start_thread(self._actions, "portwatch-actions"),
+        ]
+
+    def stop(self) -> None:
+        if self._threads:
+            QMetaObject.invokeMethod(self._scan, "stop", Qt.ConnectionType.BlockingQueuedConnection)
+        for thread in self._threads:
+            thread.quit()
+            if not thread.wait(6000):
+                log.warning("thread %s did not stop in time", thread.objectName())
+        self._threads = []
+
+    # -- what views read -------------------------------------------------------------------
+    def ports(self) -> list[Port]:
+        return [entry.port for entry in self.config.ports] + self.extra_ports
+
+    def label(self, port: Port) -> str:
+        entry = self.config.watched(port)
+        if entry and entry.label:
+            return entry.label
+        return label_for(port.number, port.protocol) or ""
+
+    def title(self, port: Port) -> str:
+        label = self.label(port)
+        return f"{port.number} {label}" if label else str(port.number)
+
+    def is_watched(self, port: Port) -> bool:
+        return port in self.ports()
+
+    def state(self, port: Port) -> PortState | None:
+        if self.snapshot is None or port not in self.ports():
+            return None
+        return self.snapshot.state(port)
+
+    def icon_state(self) -> IconState:
+        if self.paused:
+            return "none" if self.snapshot is None else overall_state(self.snapshot, False)
+        return overall_state(self.snapshot, self.error is not None)
+
+    # -- what views ask for ----------------------------------------------------------------
+    def inspect(self, port: Port) -> None:
+        self._inspect.emit(port)
+
+    def terminate(self, pid: int, create_time: float | None, force: bool = False) -> None:
+        self._terminate.emit(pid, create_time, force)
+
+    def probe(self, state: PortState) -> None:
+        """Check the service's health (on demand and on changes, never on every poll)."""
+        if state.listening and state.port.protocol == "tcp":
+            entry = self.config.watched(state.port)
+            self._probe.emit(state, entry.api_key if entry else None)
+        else:
+            self.probes.pop(state.port, None)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        # Pausing stops the scans themselves, not just the notifications: idle means idle.
+        self._set_ports.emit([] if paused else self.ports())
+        self.paused_changed.emit(paused)
+
+    def watch(self, port: Port, label: str = "") -> None:
+        if self.is_watched(port):
+            return
+        entry = cfg.WatchedPort(port, label=label or (label_for(port.number, port.protocol) or ""))
+        self.apply(self.config.with_ports((*self.config.ports, entry)))
+
+    def unwatch(self, port: Port) -> None:
+        self.extra_ports = [p for p in self.extra_ports if p != port]
+        self.apply(self.config.with_ports(tuple(e for e in self.config.ports if e.port != port)))
+
+    def apply(self, config: cfg.Config) -> None:
+        """Save new settings and put them into effect. Raises OSError if saving failed."""
+        cfg.save(self.config_path, config)
+        old = self.config
+        self.config = config
+        self.extra_ports = [p for p in self.extra_ports if config.watched(p) is None]
+        if not self.paused:
+            self._set_ports.emit(self.ports())
+        if config.interval != old.interval:
+            self._set_interval.emit(config.interval)
+        self.config_changed.emit()
+
+    # -- from the worker -------------------------------------------------------------------
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.error = None
+        self.changed.emit()
+
+    def _on_failed(self, message: str) -> None:
+        if message != self.error:
+            log.warning("scan failed: %s", message)
+        self.error = message
+        self.changed.emit()
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            log.info("%s %s pid=%s name=%s", event.port, event.kind, event.pid, event.name)
+            state = self.state(event.port)
+            if event.kind == "stopped":
+                self.probes.pop(event.port, None)
+            elif state is not None:
+                self.probe(state)
+        self.events.emit(events)
+
+    def _on_probed(self, port: Port, result: ProbeResult) -> None:
+        previous = self.probes.get(port)
+        state = self.state(port)
+        if state is not None and not state.listening:
+            return  # it stopped while we probed: the answer is stale
+        self.probes[port] = result
+        self.probed.emit(port, result, previous)

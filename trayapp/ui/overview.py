@@ -1,0 +1,103 @@
+"""The overview window: every watched port at a glance. Also the main window when the desktop
+has no tray."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from trayapp.core import report
+from trayapp.core.model import Port
+from trayapp.ui.controller import Controller
+from trayapp.ui.icons import icon
+
+COLUMNS = ("Port", "Label", "State", "Addresses")
+
+
+class OverviewWindow(QWidget):
+    open_port = Signal(object)  # Port
+    check_port = Signal()
+    watch_port = Signal()
+    open_settings = Signal()
+    open_history = Signal()
+    quit_requested = Signal()
+
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        self.controller = controller
+        self.setWindowTitle("Port Watch")
+        self.resize(720, 320)
+        layout = QVBoxLayout(self)
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setVisible(False)
+        self.notice.setStyleSheet("color: #92400e;")
+        layout.addWidget(self.notice)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b91c1c;")
+        layout.addWidget(self.error)
+        self.table = QTreeWidget()
+        self.table.setHeaderLabels(list(COLUMNS))
+        self.table.setRootIsDecorated(False)
+        self.table.itemActivated.connect(self._activated)
+        layout.addWidget(self.table)
+        buttons = QHBoxLayout()
+        for text, signal in (
+            ("Check a port...", self.check_port),
+            ("Watch a port...", self.watch_port),
+            ("History...", self.open_history),
+            ("Settings...", self.open_settings),
+        ):
+            button = QPushButton(text)
+            button.clicked.connect(signal)
+            buttons.addWidget(button)
+        buttons.addStretch()
+        quit_button = QPushButton("Quit Port Watch")
+        quit_button.clicked.connect(self.quit_requested)
+        buttons.addWidget(quit_button)
+        layout.addLayout(buttons)
+        controller.changed.connect(self.refresh)
+        controller.config_changed.connect(self.refresh)
+        controller.paused_changed.connect(self.refresh)
+        self.refresh()
+
+    def set_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    def refresh(self) -> None:
+        self.setWindowIcon(icon(self.controller.icon_state()))
+        self.error.setText(f"Cannot scan: {self.controller.error}" if self.controller.error else "")
+        self.error.setVisible(bool(self.controller.error))
+        selected = self.table.currentIndex().row()
+        self.table.clear()
+        for port in self.controller.ports():
+            state = self.controller.state(port)
+            if self.controller.paused:
+                text, addresses = "paused", ""
+            elif state is None:
+                text, addresses = "checking...", ""
+            else:
+                text = report.summary(state)
+                addresses = ", ".join(dict.fromkeys(lst.address for lst in state.listeners))
+            item = QTreeWidgetItem([str(port), self.controller.label(port), text, addresses])
+            item.setData(0, Qt.ItemDataRole.UserRole, port)
+            self.table.addTopLevelItem(item)
+        for column in range(len(COLUMNS)):
+            self.table.resizeColumnToContents(column)
+        if 0 <= selected < self.table.topLevelItemCount():
+            self.table.setCurrentItem(self.table.topLevelItem(selected))
+
+    def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        port = item.data(0, Qt.ItemDataRole.UserRole)
+        if isinstance(port, Port):
+            self.open_port.emit(port)

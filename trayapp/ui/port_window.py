@@ -1,0 +1,430 @@
+"""The "What's on port N" window."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from trayapp.core import report
+from trayapp.core.model import Owner, Port, PortState
+from trayapp.core.probe import ProbeResult
+from trayapp.core.processes import Outcome, refusal
+from trayapp.core.report import PortReport
+from trayapp.platforms.commands import admin_hint, check_commands
+from trayapp.ui.controller import Controller
+
+log = logging.getLogger(__name__)
+INSPECT_EVERY_MS = 3000
+COLUMNS = ("Address", "Protocol", "IP", "PID", "Process", "User", "Started")
+
+Ask = Callable[[QWidget, str, str], bool]
+Tell = Callable[[QWidget, str, str], None]
+
+
+def ask_yes_no(parent: QWidget, title: str, text: str) -> bool:
+    answer = QMessageBox.question(parent, title, text)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def tell(parent: QWidget, title: str, text: str) -> None:
+    QMessageBox.information(parent, title, text)
+
+
+def _selectable(label: QLabel) -> QLabel:
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setWordWrap(True)
+    return label
+
+
+class PortWindow(QWidget):
+    def __init__(self, controller: Controller, port: Port) -> None:
+        super().__init__()
+        self.controller = controller
+        self.port = port
+        # Dialog hooks: tests replace them, the app uses message boxes.
+        self.ask: Ask = ask_yes_no
+        self.tell: Tell = tell
+        self.report: PortReport | None = None
+        self.setWindowTitle(f"What's on port {port.number}/{port.protocol} - Port Watch")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.resize(760, 640)
+        self._build()
+        controller.changed.connect(self._from_snapshot)
+        controller.inspected.connect(self._from_inspection)
+        controller.action_done.connect(self._on_action_done)
+        controller.config_changed.connect(self._refresh_watch_button)
+        controller.probed.connect(self._on_probed)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.request_refresh)
+        self._timer.start(INSPECT_EVERY_MS)
+        self._from_snapshot()
+        self.request_refresh()
+
+    # -- layout ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.heading = QLabel()
+        self.heading.setObjectName("heading")
+        self.heading.setStyleSheet("font-size: 16pt; font-weight: bold;")
+        self.status = _selectable(QLabel("Checking..."))
+        self.status.setObjectName("status")
+        self.status.setStyleSheet("font-size: 12pt;")
+        self.known = _selectable(QLabel())
+        self.health = _selectable(QLabel())
+        self.health.setObjectName("health")
+        layout.addWidget(self.heading)
+        layout.addWidget(self.status)
+        layout.addWidget(self.known)
+        layout.addWidget(self.health)
+
+        self.listeners = QTreeWidget()
+        self.listeners.setHeaderLabels(list(COLUMNS))
+        self.listeners.setRootIsDecorated(False)
+        self.listeners.setMinimumHeight(90)
+        self.listeners.currentItemChanged.connect(self._show_owner)
+        layout.addWidget(self.listeners)
+
+        owner_box = QGroupBox("Process")
+        form = QFormLayout(owner_box)
+        self.owner_fields: dict[str, QLabel] = {}
+        for key, title in (
+            ("pid", "PID"),
+            ("name", "Name"),
+            ("user", "User"),
+            ("exe", "Executable"),
+            ("cmdline", "Command line"),
+            ("started", "Started"),
+        ):
+            field = _selectable(QLabel("-"))
+            field.setObjectName(f"owner-{key}")
+            self.owner_fields[key] = field
+            form.addRow(title, field)
+        self.hidden_note = _selectable(QLabel())
+        self.hidden_note.setStyleSheet("color: #92400e;")
+        form.addRow(self.hidden_note)
+        layout.addWidget(owner_box)
+
+        diagnosis_box = QGroupBox("Diagnosis")
+        diagnosis_layout = QVBoxLayout(diagnosis_box)
+        self.diagnosis = _selectable(QLabel("Checking..."))
+        self.diagnosis.setObjectName("diagnosis")
+        diagnosis_layout.addWidget(self.diagnosis)
+        layout.addWidget(diagnosis_box)
+
+        range_box = QGroupBox("Port range")
+        range_layout = QVBoxLayout(range_box)
+        self.range_text = _selectable(QLabel())
+        self.range_warning = _selectable(QLabel())
+        self.range_warning.setStyleSheet("color: #b45309;")
+        range_layout.addWidget(self.range_text)
+        range_layout.addWidget(self.range_warning)
+        layout.addWidget(range_box)
+
+        commands_box = QGroupBox("Check it yourself")
+        commands_form = QFormLayout(commands_box)
+        for description, command in check_commands(self.port.number, self.port.protocol):
+            line = QLineEdit(command)
+            line.setReadOnly(True)
+            line.setCursorPosition(0)
+            copy = QPushButton("Copy")
+            copy.clicked.connect(lambda _=False, c=command: QGuiApplication.clipboard().setText(c))
+            row = QHBoxLayout()
+            row.addWidget(line)
+            row.addWidget(copy)
+            commands_form.addRow(description, row)
+        layout.addWidget(commands_box)
+
+        buttons = QHBoxLayout()
+        self.copy_button = QPushButton("Copy details")
+        self.copy_button.clicked.connect(self.copy_details)
+        self.browser_button = QPushButton(f"Open http://localhost:{self.port.number}")
+        self.browser_button.clicked.connect(self.open_browser)
+        self.browser_button.setVisible(self.port.protocol == "tcp")
+        self.terminate_button = QPushButton("Terminate...")
+        self.terminate_button.clicked.connect(self.terminate_owner)
+        self.health_button = QPushButton("Check health")
+        self.health_button.clicked.connect(self.check_health)
+        self.health_button.setVisible(self.port.protocol == "tcp")
+        self.watch_button = QPushButton()
+        self.watch_button.clicked.connect(self.toggle_watch)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        for button in (
+            self.copy_button,
+            self.browser_button,
+            self.health_button,
+            self.terminate_button,
+            self.watch_button,
+        ):
+            buttons.addWidget(button)
+        buttons.addStretch()
+        buttons.addWidget(close)
+        layout.addLayout(buttons)
+        self._refresh_watch_button()
+        self._render()
+
+    # -- live data -------------------------------------------------------------------------
+    def request_refresh(self) -> None:
+        """An inspection with connections, on the scan thread; the answer comes by signal."""
+        if not self.controller.paused:
+            self.controller.inspect(self.port)
+
+    def _from_snapshot(self) -> None:
+        state = self.controller.state(self.port)
+        if state is None or self.report is None:
+            return
+        if state.connections is None:
+            # Snapshots carry no connections: keep those (and the diagnosis) of the last
+            # inspection until the next one, a few seconds away.
+            state = replace(state, connections=self.report.state.connections)
+        self.set_report(replace(self.report, state=state))
+
+    def _from_inspection(self, port: Port, report: PortReport | None) -> None:
+        if port != self.port or report is None:
+            return
+        first = self.report is None
+        probe = self.controller.probes.get(self.port)
+        self.set_report(replace(report, label=self.controller.label(port), probe=probe))
+        if first:
+            self._show_range()
+            if report.state.listening and probe is None:
+                self.check_health()
+
+    def _on_probed(self, port: Port, result: ProbeResult, _previous: object) -> None:
+        if port == self.port and self.report is not None:
+            self.set_report(replace(self.report, probe=result))
+
+    def set_report(self, report: PortReport) -> None:
+        if report == self.report:
+            return
+        self.report = report
+        self._render()
+
+    @property
+    def state(self) -> PortState | None:
+        return self.report.state if self.report else None
+
+    def check_health(self) -> None:
+        if self.report is not None and self.report.state.listening:
+            self.health.setText("Health: checking...")
+            self.controller.probe(self.report.state)
+
+    def _render(self) -> None:
+        self._render_title()
+        state = self.state
+        if state is None:
+            self.status.setText("Checking...")
+        elif not state.listening:
+            self.status.setText("Free: nothing is listening on this port.")
+        elif state.owners:
+            self.status.setText(f"Listening: {report.summary(state).removeprefix('listening, ')}")
+        else:
+            users = ", ".join(state.hidden_users)
+            self.status.setText(f"Listening: {report.hidden_hint(users or None)}.")
+        self._show_known(state)
+        self._show_health()
+        self._show_diagnosis()
+        self._fill_listeners(state)
+        self.terminate_button.setEnabled(bool(state and state.owners))
+        self.browser_button.setEnabled(bool(state and state.listening))
+
+    def _show_known(self, state: PortState | None) -> None:
+        service = self.report.service if self.report else None
+        if state is None:
+            self.known.setText("")
+        elif service is None:
+            self.known.setText("Known use: none recorded for this port.")
+        else:
+            self.known.setText(f"Known use: {report.service_text(service)}. {service.description}")
+
+    def _show_health(self) -> None:
+        probe = self.report.probe if self.report else None
+        if probe is None or not (self.state and self.state.listening):
+            self.health.setText("")
+            return
+        self.health.setText(f"Health: {probe.summary} (checked {report.local_time(probe.time)})")
+
+    def _show_diagnosis(self) -> None:
+        findings = self.report.findings if self.report else ()
+        parts = []
+        for finding in findings:
+            commands = "".join(f"<br><code>{html.escape(c)}</code>" for c in finding.commands)
+            parts.append(
+                f"<p><b>{html.escape(finding.title)}</b><br>{html.escape(finding.detail)}"
+                f"{commands}</p>"
+            )
+        self.diagnosis.setText("".join(parts) or "Checking...")
+
+    def _fill_listeners(self, state: PortState | None) -> None:
+        current = self.listeners.currentIndex().row()
+        self.listeners.clear()
+        rows: list[tuple[list[str], Owner | None, str | None]] = []
+        for listener in state.listeners if state else ():
+            base = [
+                listener.address,
+                listener.protocol.upper(),
+                report.FAMILY_TEXT[listener.family],
+            ]
+            if not listener.owners:
+                user = listener.username or (f"uid {listener.uid}" if listener.uid else "?")
+                rows.append(([*base, "hidden", "hidden", user, ""], None, listener.username))
+            for owner in listener.owners:
+                started = report.local_time(owner.create_time) if owner.create_time else ""
+                rows.append(
+                    (
+                        [*base, str(owner.pid), owner.name or "?", owner.username or "?", started],
+                        owner,
+                        owner.username,
+                    )
+                )
+        for texts, owner, user in rows:
+            item = QTreeWidgetItem(texts)
+            item.setData(0, Qt.ItemDataRole.UserRole, (owner, user))
+            self.listeners.addTopLevelItem(item)
+        for column in range(len(COLUMNS)):
+            self.listeners.resizeColumnToContents(column)
+        if rows:
+            self.listeners.setCurrentItem(
+                self.listeners.topLevelItem(min(max(current, 0), len(rows) - 1))
+            )
+        else:
+            self._show_owner(None, None)
+
+    def _show_owner(self, item: QTreeWidgetItem | None, _previous: object = None) -> None:
+        owner, user = item.data(0, Qt.ItemDataRole.UserRole) if item else (None, None)
+        fields = self.owner_fields
+        if owner is None:
+            for field in fields.values():
+                field.setText("-")
+            if item is not None:
+                fields["user"].setText(user or "unknown")
+                self.hidden_note.setText(
+                    f"The socket belongs to {('user ' + user) if user else 'another user'}. "
+                    "Its process is hidden because Port Watch runs without administrator "
+                    f"rights. {admin_hint()}"
+                )
+            else:
+                self.hidden_note.setText("")
+            return
+        self.hidden_note.setText("")
+        fields["pid"].setText(str(owner.pid))
+        fields["name"].setText(owner.name or "(not readable)")
+        fields["user"].setText(owner.username or "(not readable)")
+        fields["exe"].setText(owner.exe or "(not readable)")
+        fields["cmdline"].setText(" ".join(owner.cmdline) or "(not readable)")
+        if owner.create_time:
+            fields["started"].setText(
+                f"{report.local_time(owner.create_time)} ({report.ago(owner.create_time)})"
+            )
+        else:
+            fields["started"].setText("(not readable)")
+
+    def _show_range(self) -> None:
+        if self.report is None:
+            return
+        info = self.report.info
+        lines = [f"{info.title}: ports {info.first}-{info.last}.", info.explanation]
+        if info.os_ephemeral:
+            first, last = info.os_ephemeral
+            inside = "inside" if info.in_os_ephemeral else "outside"
+            lines.append(
+                f"This computer hands out ports {first}-{last} to outgoing connections; "
+                f"{self.port.number} is {inside} that range."
+            )
+        self.range_text.setText("\n\n".join(lines))
+        self.range_warning.setText(info.warning or "")
+        self.range_warning.setVisible(bool(info.warning))
+
+    # -- actions ---------------------------------------------------------------------------
+    def details_text(self) -> str:
+        if self.report is None:
+            return f"{self.port}: not checked yet"
+        return report.state_text(self.report)
+
+    def copy_details(self) -> None:
+        QGuiApplication.clipboard().setText(self.details_text())
+
+    def open_browser(self) -> None:
+        QDesktopServices.openUrl(QUrl(f"http://localhost:{self.port.number}/"))
+
+    def selected_owner(self) -> Owner | None:
+        item = self.listeners.currentItem()
+        if item is None:
+            return None
+        owner, _user = item.data(0, Qt.ItemDataRole.UserRole)
+        return owner if isinstance(owner, Owner) else None
+
+    def terminate_owner(self) -> None:
+        owner = self.selected_owner()
+        if owner is None:
+            return
+        reason = refusal(owner.pid)
+        if reason:
+            self.tell(self, "Terminate", reason)
+            return
+        text = (
+            f"Stop {owner.name or 'the process'} (pid {owner.pid}"
+            + (f", user {owner.username}" if owner.username else "")
+            + f") listening on port {self.port.number}?"
+        )
+        if self.ask(self, "Terminate process", text):
+            self._pending = owner
+            self.terminate_button.setEnabled(False)
+            self.controller.terminate(owner.pid, owner.create_time, False)
+
+    def _on_action_done(self, pid: int, outcome: Outcome) -> None:
+        pending: Owner | None = getattr(self, "_pending", None)
+        if pending is None or pending.pid != pid:
+            return
+        self._pending = None
+        self.terminate_button.setEnabled(True)
+        if outcome.status == "still-running":
+            question = f"{outcome.message}. Force it to stop (kill)?"
+            if self.ask(self, "Still running", question):
+                self._pending = pending
+                self.controller.terminate(pending.pid, pending.create_time, True)
+            return
+        self.tell(self, "Terminate", outcome.message)
+        self.request_refresh()
+
+    def toggle_watch(self) -> None:
+        try:
+            if self.controller.is_watched(self.port):
+                self.controller.unwatch(self.port)
+            else:
+                self.controller.watch(self.port)
+        except OSError as exc:
+            self.tell(self, "Settings not saved", f"Could not save settings: {exc}")
+
+    def _refresh_watch_button(self) -> None:
+        watched = self.controller.is_watched(self.port)
+        self.watch_button.setText("Stop watching" if watched else "Watch this port")
+        self._render_title()
+
+    def _render_title(self) -> None:
+        title = self.controller.title(self.port)
+        self.heading.setText(f"Port {self.port.number}/{self.port.protocol}: {title}")
+
+
+def show_window(window: QWidget) -> None:
+    window.show()
+    window.raise_()
+    window.activateWindow()

@@ -1,0 +1,205 @@
+"""The settings dialog. Scalar settings come from the declaration in core.config."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from trayapp.core import config as cfg
+from trayapp.core.model import Port
+from trayapp.core.ports import PortSpecError, format_ports, parse_ports
+from trayapp.platforms.autostart import Autostart, AutostartError, default_command
+from trayapp.ui.controller import Controller
+
+log = logging.getLogger(__name__)
+PORT, LABEL, ON_START, ON_STOP, MUTED, API_KEY = range(6)
+HEADERS = ("Port", "Label", "Notify on start", "Notify on stop", "Muted", "API key")
+
+
+def _check_item(checked: bool) -> QTableWidgetItem:
+    item = QTableWidgetItem()
+    item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+    item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+    return item
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, controller: Controller, autostart: Autostart, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.autostart = autostart
+        self.setWindowTitle("Port Watch Settings")
+        self.resize(760, 460)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Watched ports (a range like 8000-8010 adds one row per port):"))
+        self.table = QTableWidget(0, len(HEADERS))
+        self.table.setHorizontalHeaderLabels(list(HEADERS))
+        self.table.horizontalHeader().setSectionResizeMode(LABEL, QHeaderView.ResizeMode.Stretch)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.itemChanged.connect(self.validate)
+        layout.addWidget(self.table)
+        row_buttons = QHBoxLayout()
+        self.add_button = QPushButton("Add")
+        self.add_button.clicked.connect(lambda: self.add_row(None))
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_selected)
+        row_buttons.addWidget(self.add_button)
+        row_buttons.addWidget(self.remove_button)
+        row_buttons.addStretch()
+        layout.addLayout(row_buttons)
+        self.error = QLabel()
+        self.error.setObjectName("error")
+        self.error.setStyleSheet("color: #b91c1c;")
+        self.error.setWordWrap(True)
+        layout.addWidget(self.error)
+
+        form = QFormLayout()
+        self.inputs: dict[str, QDoubleSpinBox | QCheckBox] = {}
+        config = controller.config
+        for setting in cfg.SETTINGS:
+            value = getattr(config, setting.key)
+            widget: QDoubleSpinBox | QCheckBox
+            if isinstance(setting.default, bool):
+                widget = QCheckBox()
+                widget.setChecked(bool(value))
+            else:
+                widget = QDoubleSpinBox()
+                widget.setRange(setting.minimum or 0.0, setting.maximum or 1e9)
+                widget.setDecimals(1)
+                widget.setSingleStep(0.5)
+                widget.setValue(float(value))
+            widget.setToolTip(setting.help)
+            widget.setObjectName(setting.key)
+            self.inputs[setting.key] = widget
+            form.addRow(setting.label, widget)
+        start_box = self.inputs["start_at_login"]
+        if isinstance(start_box, QCheckBox):
+            start_box.setChecked(autostart.is_enabled())
+            start_box.setToolTip(autostart.describe())
+        layout.addLayout(form)
+
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        for entry in config.ports:
+            self.add_row(entry)
+        self.validate()
+
+    # -- rows ------------------------------------------------------------------------------
+    def add_row(self, entry: cfg.WatchedPort | None) -> None:
+        self.table.blockSignals(True)
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        spec = format_ports([entry.port]) if entry else ""
+        self.table.setItem(row, PORT, QTableWidgetItem(spec))
+        self.table.setItem(row, LABEL, QTableWidgetItem(entry.label if entry else ""))
+        self.table.setItem(row, ON_START, _check_item(entry.notify_start if entry else True))
+        self.table.setItem(row, ON_STOP, _check_item(entry.notify_stop if entry else True))
+        self.table.setItem(row, MUTED, _check_item(entry.muted if entry else False))
+        key = QLineEdit(entry.api_key or "" if entry else "")
+        key.setEchoMode(QLineEdit.EchoMode.Password)
+        key.setPlaceholderText("only for a server that asks")
+        self.table.setCellWidget(row, API_KEY, key)
+        self.table.blockSignals(False)
+        if entry is None:
+            self.table.setCurrentCell(row, PORT)
+            self.table.editItem(self.table.item(row, PORT))
+        self.validate()
+
+    def remove_selected(self) -> None:
+        rows = sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True)
+        for row in rows:
+            self.table.removeRow(row)
+        self.validate()
+
+    def _text(self, row: int, column: int) -> str:
+        item = self.table.item(row, column)
+        return item.text().strip() if item else ""
+
+    def _checked(self, row: int, column: int) -> bool:
+        item = self.table.item(row, column)
+        return bool(item and item.checkState() == Qt.CheckState.Checked)
+
+    # -- validation and saving -------------------------------------------------------------
+    def entries(self) -> tuple[list[cfg.WatchedPort], str | None]:
+        """The rows as watched ports, or the first problem in them."""
+        result: dict[Port, cfg.WatchedPort] = {}
+        for row in range(self.table.rowCount()):
+            spec = self._text(row, PORT)
+            try:
+                ports = parse_ports(spec)
+            except PortSpecError as exc:
+                return [], f"Row {row + 1}: {exc}"
+            key_widget = self.table.cellWidget(row, API_KEY)
+            api_key = key_widget.text().strip() if isinstance(key_widget, QLineEdit) else ""
+            for port in ports:
+                if port in result:
+                    return [], f"Row {row + 1}: port {port} is listed twice"
+                result[port] = cfg.WatchedPort(
+                    port,
+                    label=cfg.clean_label(self._text(row, LABEL)),
+                    notify_start=self._checked(row, ON_START),
+                    notify_stop=self._checked(row, ON_STOP),
+                    muted=self._checked(row, MUTED),
+                    api_key=api_key or None,
+                )
+        if len(result) > cfg.MAX_WATCHED:
+            return [], f"At most {cfg.MAX_WATCHED} ports can be watched"
+        return list(result.values()), None
+
+    def validate(self) -> bool:
+        _entries, problem = self.entries()
+        self.error.setText(problem or "")
+        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(problem is None)
+        return problem is None
+
+    def new_config(self) -> cfg.Config:
+        entries, problem = self.entries()
+        if problem:
+            raise ValueError(problem)
+        values: dict[str, object] = {}
+        for key, widget in self.inputs.items():
+            values[key] = widget.isChecked() if isinstance(widget, QCheckBox) else widget.value()
+        return replace(self.controller.config, ports=tuple(entries), **values)  # type: ignore[arg-type]
+
+    def save(self) -> None:
+        if not self.validate():
+            return
+        config = self.new_config()
+        if config.start_at_login != self.autostart.is_enabled():
+            try:
+                if config.start_at_login:
+                    self.autostart.enable(default_command())
+                else:
+                    self.autostart.disable()
+            except AutostartError as exc:
+                self.error.setText(f"Start at login: {exc}")
+                return
+        try:
+            self.controller.apply(config)
+        except OSError as exc:
+            self.error.setText(f"Could not save settings: {exc}")
+            return
+        self.accept()

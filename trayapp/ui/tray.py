@@ -1,0 +1,213 @@
+"""The system tray icon: its picture, tooltip, right-click menu and notifications."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from trayapp.core import report
+from trayapp.core.events import Event
+from trayapp.core.model import Port
+from trayapp.core.throttle import Throttle
+from trayapp.platforms import current_os
+from trayapp.ui.controller import Controller
+from trayapp.ui.icons import icon
+
+log = logging.getLogger(__name__)
+
+
+def notification_text(event: Event, title: str) -> tuple[str, str]:
+    """(title, body) for one change, e.g. '60610 Bluesky Queue Server (HTTP API)' /
+    'now listening: uvicorn (pid 4242, user alice)'."""
+    if event.pid is not None:
+        who = f"{event.name or '?'} (pid {event.pid}" + (
+            f", user {event.username})" if event.username else ")"
+        )
+    elif event.username:
+        who = f"a process of user {event.username} (hidden without administrator rights)"
+    else:
+        who = "a hidden process"
+    body = {
+        "started": f"now listening: {who}",
+        "stopped": f"stopped: {who} no longer listens",
+        "owner-changed": f"new owner: {who}",
+    }[event.kind]
+    if event.count > 1:
+        body += f" ({event.count} changes in the last few seconds)"
+    return title, body
+
+
+class Tray(QObject):
+    open_port = Signal(object)  # Port
+    open_overview = Signal()
+    check_port = Signal()
+    watch_port = Signal()
+    open_settings = Signal()
+    open_history = Signal()
+    quit_requested = Signal()
+
+    def __init__(self, controller: Controller, *, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.controller = controller
+        self._mask = current_os() == "macos"
+        self.tray = QSystemTrayIcon()
+        self.menu = QMenu()
+        self.menu.aboutToShow.connect(self.rebuild_menu)
+        self.tray.setContextMenu(self.menu)
+        self.tray.activated.connect(self._on_activated)
+        self.tray.messageClicked.connect(self._on_message_clicked)
+        self.throttle = Throttle()
+        self._clock = clock
+        self._last_notified: Port | None = None
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._flush)
+        self.icon_state = ""
+        self.sender: Callable[[str, str], None] | None = None
+        controller.changed.connect(self.refresh)
+        controller.config_changed.connect(self.refresh)
+        controller.paused_changed.connect(self.refresh)
+        controller.events.connect(self.notify)
+        self.rebuild_menu()
+        self.refresh()
+
+    def show(self) -> None:
+        self.tray.show()
+        # Some hosts drop a tooltip set before the icon was shown (aw-qt #112).
+        self.tray.setToolTip(self.tooltip())
+
+    def hide(self) -> None:
+        self.tray.hide()
+
+    # -- picture and tooltip ---------------------------------------------------------------
+    def refresh(self) -> None:
+        state = self.controller.icon_state()
+        if state != self.icon_state:
+            self.icon_state = state
+            self.tray.setIcon(icon(state, self._mask))
+        self.tray.setToolTip(self.tooltip())
+
+    def port_line(self, port: Port) -> str:
+        title = self.controller.title(port)
+        state = self.controller.state(port)
+        if self.controller.paused:
+            return f"{title}: paused"
+        if state is None:
+            return f"{title}: checking..." if self.controller.error is None else f"{title}: unknown"
+        return f"{title}: {report.summary(state)}"
+
+    def tooltip(self) -> str:
+        lines = ["Port Watch"]
+        if self.controller.error:
+            lines.append(f"Cannot scan: {self.controller.error}")
+        lines.extend(self.port_line(port) for port in self.controller.ports())
+        return "\n".join(lines)
+
+    # -- menu ------------------------------------------------------------------------------
+    def rebuild_menu(self) -> None:
+        """Rebuilt on every aboutToShow so it shows live state (a Unity/SNI workaround too)."""
+        menu = self.menu
+        menu.clear()
+        if self.controller.error:
+            menu.addAction(f"Cannot scan: {self.controller.error}").setEnabled(False)
+        ports = self.controller.ports()
+        if not ports:
+            menu.addAction("No ports watched").setEnabled(False)
+        for port in ports:
+            action = menu.addAction(self.port_line(port))
+            action.triggered.connect(lambda _=False, p=port: self.open_port.emit(p))
+        menu.addSeparator()
+        menu.addAction("Overview...").triggered.connect(self.open_overview)
+        menu.addAction("Check a port...").triggered.connect(self.check_port)
+        menu.addAction("Watch a port...").triggered.connect(self.watch_port)
+        menu.addAction("History...").triggered.connect(self.open_history)
+        menu.addAction("Settings...").triggered.connect(self.open_settings)
+        pause = QAction("Pause watching", menu)
+        pause.setCheckable(True)
+        pause.setChecked(self.controller.paused)
+        pause.toggled.connect(self.controller.set_paused)
+        menu.addAction(pause)
+        muted = QAction("Mute notifications", menu)
+        muted.setCheckable(True)
+        muted.setChecked(not self.controller.config.notifications)
+        muted.toggled.connect(self._set_muted)
+        menu.addAction(muted)
+        menu.addSeparator()
+        menu.addAction("Quit").triggered.connect(self.quit_requested)
+
+    def _set_muted(self, muted: bool) -> None:
+        from dataclasses import replace
+
+        try:
+            self.controller.apply(replace(self.controller.config, notifications=not muted))
+        except OSError as exc:
+            log.error("could not save settings: %s", exc)
+
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (
+            QSystemTrayIcon.ActivationReason.Trigger,
+            QSystemTrayIcon.ActivationReason.DoubleClick,
+        ):
+            self.open_overview.emit()
+
+    # -- notifications ---------------------------------------------------------------------
+    def wants(self, event: Event) -> bool:
+        config = self.controller.config
+        if not config.notifications:
+            return False
+        entry = config.watched(event.port)
+        if entry is None:
+            return True  # ports from the command line notify on every change
+        if entry.muted:
+            return False
+        if event.kind == "started":
+            return entry.notify_start
+        if event.kind == "stopped":
+            return entry.notify_stop
+        return entry.notify_start or entry.notify_stop
+
+    def notify(self, events: list[Event]) -> None:
+        now = self._clock()
+        for event in events:
+            if not self.wants(event):
+                continue
+            shown = self.throttle.offer(event, now)
+            if shown is not None:
+                self._show(shown)
+        self._schedule_flush(now)
+
+    def _flush(self) -> None:
+        now = self._clock()
+        for event in self.throttle.due(now):
+            if self.wants(event):
+                self._show(event)
+        self._schedule_flush(now)
+
+    def _schedule_flush(self, now: float) -> None:
+        wait = self.throttle.next_due(now)
+        if wait is not None:
+            self._flush_timer.start(int(wait * 1000) + 50)
+
+    def _show(self, event: Event) -> None:
+        title, body = notification_text(event, self.controller.title(event.port))
+        self._last_notified = event.port
+        log.info("notify: %s / %s", title, body)
+        if self.sender is not None and not self.tray.isVisible():
+            # No tray to speak through (see app.py): the desktop's notification service.
+            self.sender(title, body)
+            return
+        kind = (
+            QSystemTrayIcon.MessageIcon.Information
+            if event.kind != "stopped"
+            else QSystemTrayIcon.MessageIcon.Warning
+        )
+        self.tray.showMessage(title, body, kind, 8000)
+
+    def _on_message_clicked(self) -> None:
+        if self._last_notified is not None:
+            self.open_port.emit(self._last_notified)

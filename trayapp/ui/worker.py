@@ -1,0 +1,143 @@
+"""Background work for the GUI: scanning and process actions, each on its own thread.
+
+Workers only emit signals; widgets are touched by the GUI thread alone. A scan that stalls
+(psutil.net_connections can take over a second) stalls only this thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from trayapp.core.history import EventLog
+from trayapp.core.inspection import make_report
+from trayapp.core.model import Port, PortState
+from trayapp.core.probe import ProbeResult, probe_state
+from trayapp.core.processes import terminate
+from trayapp.core.report import PortReport
+from trayapp.core.scanning import ScanError, Scanner
+from trayapp.core.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+
+class ScanWorker(QObject):
+    """Polls the watched ports on a timer; answers one-off inspections of any port."""
+
+    snapshot = Signal(object)  # Snapshot
+    events = Signal(list)  # list[Event]
+    failed = Signal(str)  # the whole scan failed: state unknown, keep the last one
+    inspected = Signal(object, object)  # Port, PortReport (with connections) or None on failure
+
+    def __init__(
+        self,
+        scanner_factory: Callable[[], Scanner],
+        ports: list[Port],
+        interval: float,
+        event_log: EventLog | None,
+    ) -> None:
+        super().__init__()
+        self._factory = scanner_factory
+        self._ports = ports
+        self._interval_ms = int(interval * 1000)
+        self._log = event_log
+        self._watcher: Watcher | None = None
+        self._timer: QTimer | None = None
+
+    @Slot()
+    def start(self) -> None:
+        # Created here so the scanner (netlink socket, caches) belongs to this thread.
+        self._watcher = Watcher(self._factory(), self._ports, log=self._log)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)  # re-armed after each poll: slow scans never pile up
+        self._timer.timeout.connect(self.poll)
+        self.poll()
+
+    @Slot()
+    def poll(self) -> None:
+        if self._watcher is None or self._timer is None:
+            return
+        try:
+            snapshot, events = self._watcher.poll()
+        except Exception as exc:  # never let a scanner bug kill the watch thread
+            log.exception("scan failed")
+            snapshot, events = None, []
+            self._watcher.last_error = f"scan failed: {exc}"
+        if snapshot is None:
+            self.failed.emit(self._watcher.last_error or "scan failed")
+        else:
+            self.snapshot.emit(snapshot)
+        if events:
+            self.events.emit(events)
+        self._timer.start(self._interval_ms)
+
+    @Slot(list)
+    def set_ports(self, ports: list[Port]) -> None:
+        self._ports = ports
+        if self._watcher is not None:
+            self._watcher.set_ports(ports)
+            self.poll()
+
+    @Slot(float)
+    def set_interval(self, seconds: float) -> None:
+        self._interval_ms = int(seconds * 1000)
+
+    @Slot(object)
+    def inspect(self, port: Port) -> None:
+        """Scan one port with its connections and assemble range, known use and diagnosis.
+        All here, because reading the OS's ranges can be slow (netsh on Windows)."""
+        if self._watcher is None:
+            return
+        try:
+            state = self._watcher.scanner.scan([port], connections=True).states[0]
+            result: PortReport | None = make_report(state, probe=False)
+        except ScanError as exc:
+            log.warning("inspecting %s failed: %s", port, exc)
+            result = None
+        except Exception:
+            log.exception("inspecting %s failed", port)
+            result = None
+        self.inspected.emit(port, result)
+
+    @Slot()
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._watcher is not None:
+            self._watcher.scanner.close()
+            self._watcher = None
+
+
+class ActionWorker(QObject):
+    """Runs slow one-off actions away from the GUI thread: terminate (waits up to 5 s) and
+    the service probe (loopback HTTP, 1 s timeout per request)."""
+
+    finished = Signal(int, object)  # pid, Outcome
+    probed = Signal(object, object)  # Port, ProbeResult
+
+    @Slot(object, object)
+    def probe(self, state: PortState, api_key: str | None) -> None:
+        try:
+            result = probe_state(state, api_key)
+        except Exception as exc:  # a probe bug must not kill the thread
+            log.exception("probe of %s failed", state.port)
+            result = ProbeResult(state.port.number, "", "error", f"probe failed: {exc}")
+        self.probed.emit(state.port, result)
+
+    @Slot(int, object, bool)
+    def terminate(self, pid: int, create_time: float | None, force: bool) -> None:
+        self.finished.emit(pid, terminate(pid, create_time, force=force))
+
+
+def start_thread(
+    worker: QObject, name: str, on_started: Callable[[], None] | None = None
+) -> QThread:
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    if on_started is not None:
+        thread.started.connect(on_started)
+    thread.start()
+    return thread
