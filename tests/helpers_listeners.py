@@ -1,0 +1,216 @@
+"""Helpers for tests/test_scanner.py: real sockets, real child processes, patient polling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import random
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from trayapp.core.model import Port, Snapshot
+from trayapp.core.scanning import Scanner
+
+DEADLINE = 20.0  # seconds to wait for something a child process does
+
+
+@dataclass
+class Backend:
+    """A scanner and what its OS interface lets it tell."""
+
+    name: str
+    scanner: Scanner
+
+    @property
+    def tells_dual_stack(self) -> bool:
+        return self.name == "netlink"
+
+    @property
+    def tells_sockets_apart(self) -> bool:  # SO_REUSEPORT: two sockets, not one with 2 owners
+        return self.name == "netlink"
+
+    @property
+    def lists_every_holder(self) -> bool:  # psutil on Linux names one pid per socket
+        return not (self.name == "psutil" and sys.platform.startswith("linux"))
+
+    @property
+    def knows_socket_uid(self) -> bool:
+        return self.name == "netlink"
+
+    @property
+    def sees_fileless_sockets(self) -> bool:  # TIME_WAIT belongs to no process
+        return self.name != "psutil-own+probe"
+
+    def scan(self, *ports: Port, connections: bool = False) -> Snapshot:
+        snapshot = self.scanner.scan(ports, connections=connections)
+        assert snapshot.backend == self.name
+        assert [s.port for s in snapshot.states] == list(ports)
+        return snapshot
+
+
+def has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def quiet_ports() -> range:
+    """Ports the OS never picks by itself (below Linux's ephemeral range), so no concurrent
+    connect() elsewhere on the machine lands on a test's port as its source port."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 49152  # IANA's dynamic range: macOS and Windows defaults
+    return range(10_000, max(low, 10_100) - 16)
+
+
+def is_free(number: int) -> bool:
+    """Nobody has ``number`` bound, for TCP or UDP, IPv4 or IPv6."""
+    family = socket.AF_INET6 if has_ipv6() else socket.AF_INET
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(family, kind) as sock:
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(("", number))
+    except OSError:
+        return False
+    return True
+
+
+def free_port(run: int = 1) -> int:
+    """The first of ``run`` consecutive ports that are free right now."""
+    ports = quiet_ports()
+    for _ in range(200):
+        base = random.randrange(ports.start, ports.stop - run)
+        if all(is_free(base + offset) for offset in range(run)):
+            return base
+    raise RuntimeError(f"no run of {run} free ports found")
+
+
+@contextlib.contextmanager
+def tcp_listener(
+    address: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    family: socket.AddressFamily = socket.AF_INET,
+    v6only: bool | None = None,
+    reuseport: bool = False,
+) -> Iterator[socket.socket]:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        if v6only is not None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address, port))
+        sock.listen()
+        yield sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def wait_for_snapshot(
+    backend: Backend,
+    ports: tuple[Port, ...],
+    condition: Callable[[Snapshot], bool],
+    *,
+    connections: bool = False,
+    timeout: float = DEADLINE,
+) -> Snapshot:
+    """Scan until ``condition`` holds; fail with the last snapshot at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = backend.scan(*ports, connections=connections)
+        if condition(snapshot):
+            return snapshot
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s; last snapshot: {snapshot}")
+        time.sleep(0.05)
+
+
+class Child:
+    """A Python child process in its own session: killed with all its descendants at exit.
+
+    It gets the test's stdin as a pipe: closing that is how it is told to finish.
+    """
+
+    def __init__(
+        self, argv: list[str], *, env: dict[str, str] | None = None, terminate: bool = False
+    ) -> None:
+        self._terminate = terminate  # for children that do not read stdin (http.server)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+            text=True,
+        )
+
+    @classmethod
+    def python(cls, code: str, *args: str) -> Child:
+        return cls([sys.executable, "-c", code, *args])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def read_line(self, timeout: float = DEADLINE) -> str:
+        assert self.proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                pytest.fail(f"child {self.proc.args!r} said nothing within {timeout} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            pytest.fail(f"child exited early: {self.finish()}")
+        return line.strip()
+
+    def finish(self, timeout: float = 10.0) -> str:
+        """Tell the child to stop, kill its whole session if it dawdles; return its stderr."""
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        if self._terminate:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        err = self.proc.stderr.read()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return err
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+
+def as_user(user: pwd.struct_passwd) -> list[str]:
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+
+
+def user_env(pythonpath: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
