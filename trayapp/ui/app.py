@@ -19,7 +19,7 @@ from trayapp.core import paths
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
-from trayapp.platforms import integration
+from trayapp.platforms import current_os, integration
 from trayapp.platforms.autostart import autostart_for
 from trayapp.platforms.dbus_notify import dbus_notifier
 from trayapp.platforms.scanners import create_scanner
@@ -77,6 +77,13 @@ class PortWatchApp:
             source.open_history.connect(self.open_history)
             source.quit_requested.connect(self.quit)
         self.tray.open_overview.connect(self.show_overview)
+        self.notifier = (
+            dbus_notifier("Port Watch", self.tray.notification_clicked.emit)
+            if current_os() == "linux"
+            else None
+        )
+        if self.notifier is not None:
+            self.tray.sender = self.notifier.send
 
     # -- tray availability -----------------------------------------------------------------
     def start_tray(self) -> None:
@@ -104,7 +111,6 @@ class PortWatchApp:
         if not self._fell_back:
             self._fell_back = True
             log.warning("no system tray appeared: showing the overview window instead")
-            self.tray.sender = dbus_notifier()
             self.overview.set_notice(
                 "No system tray was found, so Port Watch runs in this window. It keeps "
                 "watching and notifying while the window is closed; start it again to "
@@ -169,6 +175,11 @@ class PortWatchApp:
     def quit(self) -> None:
         self.qapp.quit()
 
+    def close(self) -> None:
+        self.tray.hide()
+        if self.notifier is not None:
+            self.notifier.close()
+
 
 def _install_signal_handlers(qapp: QApplication) -> None:
     """Ctrl+C and SIGTERM quit cleanly. A wakeup socket lets Python see the signal while Qt's
@@ -231,7 +242,7 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         return qapp.exec()
     finally:
         controller.stop()
-        app.tray.hide()
+        app.close()
         instance.close()
         log.info("Port Watch stopped")
 

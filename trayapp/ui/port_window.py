@@ -8,15 +8,17 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -65,7 +67,7 @@ class PortWindow(QWidget):
         self.report: PortReport | None = None
         self.setWindowTitle(f"What's on port {port.number}/{port.protocol} - Port Watch")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.resize(760, 640)
+        self.resize(780, 700)
         self._build()
         controller.changed.connect(self._from_snapshot)
         controller.inspected.connect(self._from_inspection)
@@ -80,7 +82,15 @@ class PortWindow(QWidget):
 
     # -- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        # The details scroll: long command lines and explanations never get cut off.
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
         self.heading = QLabel()
         self.heading.setObjectName("heading")
         self.heading.setStyleSheet("font-size: 16pt; font-weight: bold;")
@@ -90,10 +100,10 @@ class PortWindow(QWidget):
         self.known = _selectable(QLabel())
         self.health = _selectable(QLabel())
         self.health.setObjectName("health")
-        layout.addWidget(self.heading)
-        layout.addWidget(self.status)
-        layout.addWidget(self.known)
-        layout.addWidget(self.health)
+        outer.addWidget(self.heading)
+        outer.addWidget(self.status)
+        outer.addWidget(self.known)
+        outer.addWidget(self.health)
 
         self.listeners = QTreeWidget()
         self.listeners.setHeaderLabels(list(COLUMNS))
@@ -151,6 +161,8 @@ class PortWindow(QWidget):
             row.addWidget(copy)
             commands_form.addRow(description, row)
         layout.addWidget(commands_box)
+        layout.addStretch()
+        outer.addWidget(scroll, 1)
 
         buttons = QHBoxLayout()
         self.copy_button = QPushButton("Copy details")
@@ -177,7 +189,9 @@ class PortWindow(QWidget):
             buttons.addWidget(button)
         buttons.addStretch()
         buttons.addWidget(close)
-        layout.addLayout(buttons)
+        outer.addLayout(buttons)
+        for keys in (QKeySequence.StandardKey.Close, QKeySequence(Qt.Key.Key_Escape)):
+            QShortcut(keys, self, self.close)
         self._refresh_watch_button()
         self._render()
 
@@ -422,6 +436,9 @@ class PortWindow(QWidget):
     def _render_title(self) -> None:
         title = self.controller.title(self.port)
         self.heading.setText(f"Port {self.port.number}/{self.port.protocol}: {title}")
+        # The title carries the state too, so a taskbar or window list tells it at a glance.
+        state = report.summary(self.state) if self.state else "checking"
+        self.setWindowTitle(f"What's on port {self.port}: {state} - Port Watch")
 
 
 def show_window(window: QWidget) -> None:

@@ -50,6 +50,8 @@ class Tray(QObject):
     open_settings = Signal()
     open_history = Signal()
     quit_requested = Signal()
+    # Emitted from the D-Bus listener thread; Qt queues it to the GUI thread.
+    notification_clicked = Signal(int)
 
     def __init__(self, controller: Controller, *, clock: Callable[[], float] = time.monotonic):
         super().__init__()
@@ -68,7 +70,11 @@ class Tray(QObject):
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self._flush)
         self.icon_state = ""
-        self.sender: Callable[[str, str], None] | None = None
+        # Sends (title, body), returns the notification's id; None: use showMessage().
+        self.sender: Callable[[str, str], int | None] | None = None
+        self._notified: dict[int, Port] = {}
+        self.notification_clicked.connect(self._on_notification_clicked)
+        self._menu_lines: list[str] = []
         controller.changed.connect(self.refresh)
         controller.config_changed.connect(self.refresh)
         controller.paused_changed.connect(self.refresh)
@@ -91,6 +97,13 @@ class Tray(QObject):
             self.icon_state = state
             self.tray.setIcon(icon(state, self._mask))
         self.tray.setToolTip(self.tooltip())
+        # Hosts that read the exported menu without asking first (no AboutToShow) still see
+        # live lines; never rebuild under a menu that is open on screen.
+        if self._menu_lines != self._current_lines() and not self.menu.isVisible():
+            self.rebuild_menu()
+
+    def _current_lines(self) -> list[str]:
+        return [self.controller.error or "", *map(self.port_line, self.controller.ports())]
 
     def port_line(self, port: Port) -> str:
         title = self.controller.title(port)
@@ -113,6 +126,7 @@ class Tray(QObject):
         """Rebuilt on every aboutToShow so it shows live state (a Unity/SNI workaround too)."""
         menu = self.menu
         menu.clear()
+        self._menu_lines = self._current_lines()
         if self.controller.error:
             menu.addAction(f"Cannot scan: {self.controller.error}").setEnabled(False)
         ports = self.controller.ports()
@@ -197,9 +211,13 @@ class Tray(QObject):
         title, body = notification_text(event, self.controller.title(event.port))
         self._last_notified = event.port
         log.info("notify: %s / %s", title, body)
-        if self.sender is not None and not self.tray.isVisible():
-            # No tray to speak through (see app.py): the desktop's notification service.
-            self.sender(title, body)
+        if self.sender is not None:
+            # The desktop's notification service directly (Linux, see dbus_notify.py).
+            notification_id = self.sender(title, body)
+            if notification_id is not None:
+                self._notified[notification_id] = event.port
+                while len(self._notified) > 100:  # clicks only matter for recent ones
+                    del self._notified[next(iter(self._notified))]
             return
         kind = (
             QSystemTrayIcon.MessageIcon.Information
@@ -207,6 +225,11 @@ class Tray(QObject):
             else QSystemTrayIcon.MessageIcon.Warning
         )
         self.tray.showMessage(title, body, kind, 8000)
+
+    def _on_notification_clicked(self, notification_id: int) -> None:
+        port = self._notified.get(notification_id)
+        if port is not None:
+            self.open_port.emit(port)
 
     def _on_message_clicked(self) -> None:
         if self._last_notified is not None:
