@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def test_notifications_name_port_label_and_process(qtbot: QtBot, controller_for)
     now = [100.0]
     tray = Tray(controller, clock=lambda: now[0])
     sent: list[tuple[str, str]] = []
-    tray.sender = lambda title, body: sent.append((title, body))
+    tray.send_notification = lambda title, body: sent.append((title, body))
     tray.notify([event("started", port, 4242)])
     assert sent == [
         ("60610 Bluesky Queue Server (HTTP API)", "now listening: uvicorn (pid 4242, user alice)")
@@ -183,7 +184,7 @@ def test_mutes_and_per_port_switches(qtbot: QtBot, controller_for) -> None:
     )
     tray = Tray(controller)
     sent: list[tuple[str, str]] = []
-    tray.sender = lambda title, body: sent.append((title, body))
+    tray.send_notification = lambda title, body: sent.append((title, body))
     tray.notify([event("stopped", a), event("started", b)])
     assert sent == []
     tray.notify([event("started", a)])
@@ -301,7 +302,7 @@ def test_gui_stays_responsive_while_a_scan_stalls(qtbot: QtBot, portwatch_home: 
     finally:
         controller.stop()
         timer.stop()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) > 50
     assert max(gaps) < 0.5, f"the GUI thread was blocked for {max(gaps):.2f} s"
 

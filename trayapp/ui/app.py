@@ -83,7 +83,7 @@ class PortWatchApp:
             else None
         )
         if self.notifier is not None:
-            self.tray.sender = self.notifier.send
+            self.tray.send_notification = self.notifier.send
 
     # -- tray availability -----------------------------------------------------------------
     def start_tray(self) -> None:

@@ -68,8 +68,8 @@ class HistoryWindow(QWidget):
         buttons.addWidget(self.json_button)
         buttons.addStretch()
         layout.addLayout(buttons)
-        self.port_filter.currentIndexChanged.connect(self.render)
-        self.span_filter.currentIndexChanged.connect(self.render)
+        self.port_filter.currentIndexChanged.connect(self.show_rows)
+        self.span_filter.currentIndexChanged.connect(self.show_rows)
         controller.events.connect(lambda _events: self.reload())
         self.reload()
 
@@ -89,7 +89,7 @@ class HistoryWindow(QWidget):
             if str(port) == chosen:
                 self.port_filter.setCurrentIndex(self.port_filter.count() - 1)
         self.port_filter.blockSignals(False)
-        self.render()
+        self.show_rows()
 
     def selected(self) -> dict[Port, list[timeline.Period]]:
         now = time.time()
@@ -103,7 +103,7 @@ class HistoryWindow(QWidget):
             p: [s for s in spans if s.end is None or s.end >= since] for p, spans in chosen.items()
         }
 
-    def render(self) -> None:
+    def show_rows(self) -> None:
         now = time.time()
         seconds = self.span_filter.currentData() or timeline.WEEK
         chosen = self.selected()

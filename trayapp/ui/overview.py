@@ -94,8 +94,9 @@ class OverviewWindow(QWidget):
             self.table.addTopLevelItem(item)
         for column in range(len(COLUMNS)):
             self.table.resizeColumnToContents(column)
-        if 0 <= selected < self.table.topLevelItemCount():
-            self.table.setCurrentItem(self.table.topLevelItem(selected))
+        chosen = self.table.topLevelItem(selected) if selected >= 0 else None
+        if chosen is not None:
+            self.table.setCurrentItem(chosen)
 
     def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
         port = item.data(0, Qt.ItemDataRole.UserRole)

@@ -65,6 +65,7 @@ class PortWindow(QWidget):
         self.ask: Ask = ask_yes_no
         self.tell: Tell = tell
         self.report: PortReport | None = None
+        self._pending: Owner | None = None  # the owner we asked to stop, awaiting the outcome
         self.setWindowTitle(f"What's on port {port.number}/{port.protocol} - Port Watch")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.resize(780, 700)
@@ -309,16 +310,15 @@ class PortWindow(QWidget):
                         owner.username,
                     )
                 )
-        for texts, owner, user in rows:
+        for texts, row_owner, row_user in rows:
             item = QTreeWidgetItem(texts)
-            item.setData(0, Qt.ItemDataRole.UserRole, (owner, user))
+            item.setData(0, Qt.ItemDataRole.UserRole, (row_owner, row_user))
             self.listeners.addTopLevelItem(item)
         for column in range(len(COLUMNS)):
             self.listeners.resizeColumnToContents(column)
-        if rows:
-            self.listeners.setCurrentItem(
-                self.listeners.topLevelItem(min(max(current, 0), len(rows) - 1))
-            )
+        chosen = self.listeners.topLevelItem(min(max(current, 0), len(rows) - 1))
+        if chosen is not None:
+            self.listeners.setCurrentItem(chosen)
         else:
             self._show_owner(None, None)
 
@@ -405,7 +405,7 @@ class PortWindow(QWidget):
             self.controller.terminate(owner.pid, owner.create_time, False)
 
     def _on_action_done(self, pid: int, outcome: Outcome) -> None:
-        pending: Owner | None = getattr(self, "_pending", None)
+        pending = self._pending
         if pending is None or pending.pid != pid:
             return
         self._pending = None

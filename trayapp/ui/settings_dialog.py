@@ -123,9 +123,10 @@ class SettingsDialog(QDialog):
         key.setPlaceholderText("only for a server that asks")
         self.table.setCellWidget(row, API_KEY, key)
         self.table.blockSignals(False)
-        if entry is None:
+        port_item = self.table.item(row, PORT)
+        if entry is None and port_item is not None:
             self.table.setCurrentCell(row, PORT)
-            self.table.editItem(self.table.item(row, PORT))
+            self.table.editItem(port_item)
         self.validate()
 
     def remove_selected(self) -> None:

@@ -71,7 +71,7 @@ class Tray(QObject):
         self._flush_timer.timeout.connect(self._flush)
         self.icon_state = ""
         # Sends (title, body), returns the notification's id; None: use showMessage().
-        self.sender: Callable[[str, str], int | None] | None = None
+        self.send_notification: Callable[[str, str], int | None] | None = None
         self._notified: dict[int, Port] = {}
         self.notification_clicked.connect(self._on_notification_clicked)
         self._menu_lines: list[str] = []
@@ -211,9 +211,9 @@ class Tray(QObject):
         title, body = notification_text(event, self.controller.title(event.port))
         self._last_notified = event.port
         log.info("notify: %s / %s", title, body)
-        if self.sender is not None:
+        if self.send_notification is not None:
             # The desktop's notification service directly (Linux, see dbus_notify.py).
-            notification_id = self.sender(title, body)
+            notification_id = self.send_notification(title, body)
             if notification_id is not None:
                 self._notified[notification_id] = event.port
                 while len(self._notified) > 100:  # clicks only matter for recent ones
