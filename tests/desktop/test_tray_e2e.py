@@ -259,6 +259,3 @@ def test_no_tray_falls_back_to_a_window(app_home: Path, tmp_path: Path) -> None:
         assert proc.returncode == 0, err
     finally:
         desktop.stop()
-
-
-
