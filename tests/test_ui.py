@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -373,3 +375,27 @@ def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path:
         _out, err = first.communicate(timeout=15)
     assert first.returncode == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_app_quits_cleanly_on_a_signal(portwatch_home: Path, signum: int) -> None:
+    env = {
+        **os.environ,
+        "PORTWATCH_HOME": str(portwatch_home),
+        "QT_QPA_PLATFORM": "offscreen",
+        "PORTWATCH_TRAY_WAIT": "0",
+    }
+    app = subprocess.Popen(
+        [sys.executable, "-m", "trayapp"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    log_file = portwatch_home / "log" / "portwatch.log"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "started, watching" not in (
+        log_file.read_text() if log_file.exists() else ""
+    ):
+        time.sleep(0.1)
+    app.send_signal(signum)
+    _out, err = app.communicate(timeout=15)
+    assert app.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "Port Watch stopped" in log_file.read_text()

@@ -109,7 +109,8 @@ class PortWindow(QWidget):
         self.listeners = QTreeWidget()
         self.listeners.setHeaderLabels(list(COLUMNS))
         self.listeners.setRootIsDecorated(False)
-        self.listeners.setMinimumHeight(90)
+        self.listeners.setMinimumHeight(70)
+        self.listeners.setMaximumHeight(140)  # a few sockets; the details below matter more
         self.listeners.currentItemChanged.connect(self._show_owner)
         layout.addWidget(self.listeners)
 
@@ -434,8 +435,8 @@ class PortWindow(QWidget):
         self._render_title()
 
     def _render_title(self) -> None:
-        title = self.controller.title(self.port)
-        self.heading.setText(f"Port {self.port.number}/{self.port.protocol}: {title}")
+        label = self.controller.label(self.port)
+        self.heading.setText(f"Port {self.port}" + (f": {label}" if label else ""))
         # The title carries the state too, so a taskbar or window list tells it at a glance.
         state = report.summary(self.state) if self.state else "checking"
         self.setWindowTitle(f"What's on port {self.port}: {state} - Port Watch")

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 from trayapp.core import report
 from trayapp.core.events import Event
 from trayapp.core.model import Port
+from trayapp.core.probe import ProbeResult
 from trayapp.core.throttle import Throttle
 from trayapp.platforms import current_os
 from trayapp.ui.controller import Controller
@@ -79,6 +80,7 @@ class Tray(QObject):
         controller.config_changed.connect(self.refresh)
         controller.paused_changed.connect(self.refresh)
         controller.events.connect(self.notify)
+        controller.probed.connect(self._on_probed)
         self.rebuild_menu()
         self.refresh()
 
@@ -118,7 +120,13 @@ class Tray(QObject):
         lines = ["Port Watch"]
         if self.controller.error:
             lines.append(f"Cannot scan: {self.controller.error}")
-        lines.extend(self.port_line(port) for port in self.controller.ports())
+        for port in self.controller.ports():
+            line = self.port_line(port)
+            probe = self.controller.probes.get(port)
+            state = self.controller.state(port)
+            if probe is not None and state is not None and state.listening:
+                line += f" ({probe.summary})"
+            lines.append(line)
         return "\n".join(lines)
 
     # -- menu ------------------------------------------------------------------------------
@@ -195,6 +203,17 @@ class Tray(QObject):
                 self._show(shown)
         self._schedule_flush(now)
 
+    def _on_probed(self, port: Port, result: ProbeResult, previous: ProbeResult | None) -> None:
+        """A notification when a service's health changes, e.g. its RE Manager went away."""
+        self.refresh()
+        if previous is None or previous.health == result.health:
+            return
+        config = self.controller.config
+        entry = config.watched(port)
+        if not config.notifications or (entry is not None and entry.muted):
+            return
+        self._deliver(self.controller.title(port), f"health: {result.summary}", port, warn=True)
+
     def _flush(self) -> None:
         now = self._clock()
         for event in self.throttle.due(now):
@@ -209,20 +228,21 @@ class Tray(QObject):
 
     def _show(self, event: Event) -> None:
         title, body = notification_text(event, self.controller.title(event.port))
-        self._last_notified = event.port
+        self._deliver(title, body, event.port, warn=event.kind == "stopped")
+
+    def _deliver(self, title: str, body: str, port: Port, *, warn: bool) -> None:
+        self._last_notified = port
         log.info("notify: %s / %s", title, body)
         if self.send_notification is not None:
             # The desktop's notification service directly (Linux, see dbus_notify.py).
             notification_id = self.send_notification(title, body)
             if notification_id is not None:
-                self._notified[notification_id] = event.port
+                self._notified[notification_id] = port
                 while len(self._notified) > 100:  # clicks only matter for recent ones
                     del self._notified[next(iter(self._notified))]
             return
         kind = (
-            QSystemTrayIcon.MessageIcon.Information
-            if event.kind != "stopped"
-            else QSystemTrayIcon.MessageIcon.Warning
+            QSystemTrayIcon.MessageIcon.Warning if warn else QSystemTrayIcon.MessageIcon.Information
         )
         self.tray.showMessage(title, body, kind, 8000)
 
