@@ -164,7 +164,7 @@ def test_notifications_name_port_label_and_process(qtbot: QtBot, controller_for)
     now = [100.0]
     tray = Tray(controller, clock=lambda: now[0])
     sent: list[tuple[str, str]] = []
-    tray.send_notification = lambda title, body: sent.append((title, body))
+    tray.send_notification = lambda title, body, _replaces: sent.append((title, body))
     tray.notify([event("started", port, 4242)])
     assert sent == [
         ("60610 Bluesky Queue Server (HTTP API)", "now listening: uvicorn (pid 4242, user alice)")
@@ -186,7 +186,7 @@ def test_mutes_and_per_port_switches(qtbot: QtBot, controller_for) -> None:
     )
     tray = Tray(controller)
     sent: list[tuple[str, str]] = []
-    tray.send_notification = lambda title, body: sent.append((title, body))
+    tray.send_notification = lambda title, body, _replaces: sent.append((title, body))
     tray.notify([event("stopped", a), event("started", b)])
     assert sent == []
     tray.notify([event("started", a)])
@@ -399,3 +399,26 @@ def test_the_app_quits_cleanly_on_a_signal(portwatch_home: Path, signum: int) ->
     assert app.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "Port Watch stopped" in log_file.read_text()
+
+
+def test_start_notification_gains_the_services_health(qtbot: QtBot, controller_for) -> None:
+    port = Port(free_port())
+    controller = controller_for([port])
+    tray = Tray(controller)
+    sent: list[tuple[str, str, int]] = []
+
+    def send(title: str, body: str, replaces: int) -> int:
+        sent.append((title, body, replaces))
+        return 7 if replaces == 0 else replaces
+
+    tray.send_notification = send
+    qtbot.waitUntil(lambda: controller.snapshot is not None, timeout=10000)
+    with http_server(port.number) as child:
+        qtbot.waitUntil(lambda: len(sent) >= 2, timeout=15000)
+        first, update = sent[0], sent[1]
+        assert first[2] == 0 and f"now listening: python (pid {child.pid}" in first[1]
+        assert update[2] == 7  # the same notification, updated in place
+        assert update[1].startswith(first[1]) and "health: HTTP 200" in update[1]
+        tray.menu.aboutToShow.emit()
+        assert tray.menu.actions()[0].text().endswith("[HTTP 200]")
+        assert "SimpleHTTP" in tray.tooltip()

@@ -44,6 +44,21 @@ class ProbeResult:
     title: str | None = None
     bluesky: dict[str, Any] | None = None  # the /api/status fields we show
 
+    @property
+    def short(self) -> str:
+        """A few words for a menu line."""
+        if self.health == "ok":
+            state = (self.bluesky or {}).get("manager_state", "?")
+            return f"RE Manager {state}"
+        return {
+            "http": f"HTTP {self.status}" if self.status else "HTTP",
+            "needs-key": "needs an API key",
+            "manager-unreachable": "RE Manager unreachable",
+            "not-http": "not HTTP",
+            "no-answer": "not answering",
+            "skipped": "not probed",
+        }.get(self.health, "probe failed")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "host": self.host,

@@ -55,14 +55,15 @@ class DBusNotifier:
                 self._stack.close()
                 raise
 
-    def send(self, title: str, body: str, icon: str = "") -> int | None:
+    def send(self, title: str, body: str, replaces: int = 0, icon: str = "") -> int | None:
+        """Show a notification (or update notification `replaces` in place); its id."""
         from jeepney import new_method_call
 
         message = new_method_call(
             self._address,
             "Notify",
             SIGNATURE,
-            (self.app_name, 0, icon, title, body, ["default", "Open"], {}, EXPIRE_MS),
+            (self.app_name, replaces, icon, title, body, ["default", "Open"], {}, EXPIRE_MS),
         )
         try:
             reply = self._router.send_and_get_reply(message, timeout=TIMEOUT_S)

@@ -20,6 +20,7 @@ from trayapp.ui.controller import Controller
 from trayapp.ui.icons import icon
 
 log = logging.getLogger(__name__)
+RECENT_S = 10.0  # a probe answer this soon after a notification is added to it
 
 
 def notification_text(event: Event, title: str) -> tuple[str, str]:
@@ -72,7 +73,9 @@ class Tray(QObject):
         self._flush_timer.timeout.connect(self._flush)
         self.icon_state = ""
         # Sends (title, body), returns the notification's id; None: use showMessage().
-        self.send_notification: Callable[[str, str], int | None] | None = None
+        # (title, body, replaces_id) -> id; replaces_id 0 means a new notification.
+        self.send_notification: Callable[[str, str, int], int | None] | None = None
+        self._recent: dict[Port, tuple[int, str, str, float]] = {}  # id, title, body, when
         self._notified: dict[int, Port] = {}
         self.notification_clicked.connect(self._on_notification_clicked)
         self._menu_lines: list[str] = []
@@ -107,26 +110,24 @@ class Tray(QObject):
     def _current_lines(self) -> list[str]:
         return [self.controller.error or "", *map(self.port_line, self.controller.ports())]
 
-    def port_line(self, port: Port) -> str:
+    def port_line(self, port: Port, *, long_health: bool = False) -> str:
         title = self.controller.title(port)
         state = self.controller.state(port)
         if self.controller.paused:
             return f"{title}: paused"
         if state is None:
             return f"{title}: checking..." if self.controller.error is None else f"{title}: unknown"
-        return f"{title}: {report.summary(state)}"
+        probe = self.controller.probes.get(port)
+        health = ""
+        if probe is not None and state.listening:
+            health = f" ({probe.summary})" if long_health else f" [{probe.short}]"
+        return f"{title}: {report.summary(state)}{health}"
 
     def tooltip(self) -> str:
         lines = ["Port Watch"]
         if self.controller.error:
             lines.append(f"Cannot scan: {self.controller.error}")
-        for port in self.controller.ports():
-            line = self.port_line(port)
-            probe = self.controller.probes.get(port)
-            state = self.controller.state(port)
-            if probe is not None and state is not None and state.listening:
-                line += f" ({probe.summary})"
-            lines.append(line)
+        lines.extend(self.port_line(p, long_health=True) for p in self.controller.ports())
         return "\n".join(lines)
 
     # -- menu ------------------------------------------------------------------------------
@@ -206,13 +207,27 @@ class Tray(QObject):
     def _on_probed(self, port: Port, result: ProbeResult, previous: ProbeResult | None) -> None:
         """A notification when a service's health changes, e.g. its RE Manager went away."""
         self.refresh()
-        if previous is None or previous.health == result.health:
+        if previous is None:
+            self._add_health(port, result)
+            return
+        if previous.health == result.health:
             return
         config = self.controller.config
         entry = config.watched(port)
         if not config.notifications or (entry is not None and entry.muted):
             return
         self._deliver(self.controller.title(port), f"health: {result.summary}", port, warn=True)
+
+    def _add_health(self, port: Port, result: ProbeResult) -> None:
+        """The first probe after a start: update that start's notification in place, so it
+        names the service's health without a second popup."""
+        recent = self._recent.get(port)
+        if recent is None or self.send_notification is None:
+            return
+        notification_id, title, body, when = recent
+        if self._clock() - when > RECENT_S:
+            return
+        self.send_notification(title, f"{body}\nhealth: {result.summary}", notification_id)
 
     def _flush(self) -> None:
         now = self._clock()
@@ -235,9 +250,10 @@ class Tray(QObject):
         log.info("notify: %s / %s", title, body)
         if self.send_notification is not None:
             # The desktop's notification service directly (Linux, see dbus_notify.py).
-            notification_id = self.send_notification(title, body)
+            notification_id = self.send_notification(title, body, 0)
             if notification_id is not None:
                 self._notified[notification_id] = port
+                self._recent[port] = (notification_id, title, body, self._clock())
                 while len(self._notified) > 100:  # clicks only matter for recent ones
                     del self._notified[next(iter(self._notified))]
             return
