@@ -422,3 +422,50 @@ def test_start_notification_gains_the_services_health(qtbot: QtBot, controller_f
         tray.menu.aboutToShow.emit()
         assert tray.menu.actions()[0].text().endswith("[HTTP 200]")
         assert "SimpleHTTP" in tray.tooltip()
+
+
+@pytest.fixture
+def port_watch_app(qtbot: QtBot, controller_for, monkeypatch: pytest.MonkeyPatch):
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from trayapp.ui.app import PortWatchApp
+
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warnings.append(text))
+    app = PortWatchApp(QApplication.instance(), controller_for([]))  # type: ignore[arg-type]
+    app.warnings = warnings  # type: ignore[attr-defined]
+    yield app
+    for window in list(app.port_windows.values()):
+        window.close()
+    app.overview.close()
+    app.close()
+
+
+def test_check_a_port_opens_its_window(port_watch_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setattr(port_watch_app, "_ask_spec", lambda *_: f" {port}/udp ")
+    port_watch_app.ask_check_port()
+    assert list(port_watch_app.port_windows) == [Port(port, "udp")]
+    assert not port_watch_app.controller.is_watched(Port(port, "udp"))
+    # Asking again raises the same window rather than opening a second one.
+    port_watch_app.ask_check_port()
+    assert len(port_watch_app.port_windows) == 1
+
+
+def test_check_a_port_refuses_bad_input(port_watch_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(port_watch_app, "_ask_spec", lambda *_: "99999")
+    port_watch_app.ask_check_port()
+    assert port_watch_app.port_windows == {}
+    assert port_watch_app.warnings and "'99999'" in port_watch_app.warnings[0]
+
+
+def test_watch_a_port_range(
+    port_watch_app, monkeypatch: pytest.MonkeyPatch, portwatch_home: Path
+) -> None:
+    monkeypatch.setattr(port_watch_app, "_ask_spec", lambda *_: "8000-8002, 5353/udp")
+    port_watch_app.ask_watch_port()
+    expected = [Port(8000), Port(8001), Port(8002), Port(5353, "udp")]
+    assert port_watch_app.controller.ports() == expected
+    saved = cfg.load(portwatch_home / "config" / "config.json").config
+    assert [e.port for e in saved.ports] == expected
+    assert saved.ports[3].label  # 5353/udp gets its known name (mDNS) as a label
