@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from trayapp import __version__
@@ -53,24 +53,25 @@ def _ports(specs: Sequence[str]) -> list[Port]:
         raise UsageError(str(exc)) from None
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if not 0.05 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"'{text}' is out of range: use 0.05 to 3600 seconds")
-    return value
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds from `low` to `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is out of range: use {low:g} to {high:g} seconds"
+            )
+        return value
+
+    return parse
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if not 0 <= value <= 7 * 86400:
-        raise argparse.ArgumentTypeError(f"'{text}' is out of range: use 0 to 604800 seconds")
-    return value
+_interval = _seconds(0.05, 3600)
+_timeout = _seconds(0, 7 * 86400)
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

@@ -14,12 +14,12 @@ import datetime as dt
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from trayapp.core.model import PROTOCOLS, Port
+from trayapp.fileio import atomic_write
 
 CONFIG_VERSION = 1
 MAX_CONFIG_BYTES = 1024 * 1024  # a hand-written config is a few KB; more is damage
@@ -275,30 +275,5 @@ def _watched_to_dict(entry: WatchedPort) -> dict[str, Any]:
 
 def save(path: Path, config: Config) -> None:
     """Write atomically; the file is private (0600) because it may hold API keys."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_dict(config), indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _sync_dir(path.parent)
-
-
-def _sync_dir(folder: Path) -> None:
-    # The rename is only durable once the directory entry is on disk (POSIX; no-op elsewhere).
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    atomic_write(path, text.encode("utf-8"), 0o600)

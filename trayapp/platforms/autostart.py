@@ -12,17 +12,16 @@ one-line message the UI can show as it is.
 from __future__ import annotations
 
 import configparser
-import contextlib
 import os
 import plistlib
 import subprocess
 import sys
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
+from trayapp.fileio import atomic_write
 from trayapp.platforms import OSName, current_os
 
 APP_TITLE = "Port Watch"
@@ -71,23 +70,9 @@ def _check_command(command: list[str]) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp name does not end in .desktop/.plist, so a login that happens mid-write never
-    # picks up the half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; launchd refuses agents that are group/world writable and the
-        # usual mode for both files is 0644.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # 0644: launchd refuses agents that are group/world writable, and it is the usual mode for
+    # both files.
+    atomic_write(path, data, 0o644)
 
 
 def _remove(path: Path) -> None:
