@@ -202,10 +202,11 @@ def _install_signal_handlers(qapp: QApplication) -> None:
 
 def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
     setup_logging(debug)
-    integration.set_app_user_model_id()
-    integration.hide_dock_icon()
+    integration.set_app_user_model_id()  # before any window or notification exists
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qapp, QApplication)
+    # After QApplication: while it starts, Qt makes an unbundled app a normal Dock app again.
+    integration.hide_dock_icon()
     qapp.setApplicationName("Port Watch")
     qapp.setApplicationVersion(__version__)
     qapp.setDesktopFileName(APP_NAME)
