@@ -24,6 +24,8 @@ Cause = Literal[
     "free",
 ]
 SHOWN_CONNECTIONS = 5
+# Programs that listen for others (socket activation): stopping them is never the fix.
+SOCKET_ACTIVATORS = frozenset({"systemd", "launchd", "inetd", "xinetd"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,27 @@ def _connection_text(conn: Connection) -> str:
     return f"{conn.status} to {remote}:{conn.remote_port}{owner}"
 
 
+def _socket_activation(who: str, port: int, os_name: OSName) -> Finding:
+    if os_name == "macos":
+        commands: tuple[str, ...] = (
+            f"sudo lsof -nP -iTCP:{port} -sTCP:LISTEN",
+            "sudo launchctl list",
+            "sudo launchctl bootout system/<label>",
+        )
+    else:
+        commands = (
+            f"systemctl list-sockets --all | grep ':{port}'",
+            "sudo systemctl stop <unit>.socket",
+        )
+    return Finding(
+        "process",
+        f"Held by {who} on behalf of a service (socket activation)",
+        "The service manager listens here and starts the service on the first connection. "
+        "Stop or disable the socket unit, not the service manager.",
+        commands,
+    )
+
+
 def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -> list[Finding]:
     os_name = os_name or current_os()
     port = state.port.number
@@ -67,6 +90,9 @@ def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -
                 )
             )
             continue
+        if owner.pid == 1 or owner.name in SOCKET_ACTIVATORS:
+            findings.append(_socket_activation(who, port, os_name))
+            continue
         findings.append(
             Finding(
                 "process",
@@ -78,13 +104,18 @@ def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -
                 ),
             )
         )
-    for user in state.hidden_users:
+    for who in state.hidden_owners:
+        known = who != "another user"
         findings.append(
             Finding(
                 "other-user",
-                f"Held by a process of {user if user.startswith('uid') else 'user ' + user}",
-                "The operating system shows the socket and its owner's user, but not the "
-                "process of another user unless you have administrator rights. "
+                f"Held by a process of {who}",
+                (
+                    "The operating system shows the socket and its owner's user, but not the "
+                    if known
+                    else "The operating system shows that the port is in use, but not the "
+                )
+                + "process of another user unless you have administrator rights. "
                 + admin_hint(os_name),
             )
         )
@@ -107,15 +138,21 @@ def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -
             )
         else:
             detail = (
-                f"A connection uses {port} as its local (source) port: {shown}{more}. A server "
-                "can't bind it until that connection closes."
+                f"{len(active)} connection(s) still use port {port}: {shown}{more}. Either a "
+                "client bound to it, or a server that has stopped listening left connections "
+                "it had accepted. A server that sets SO_REUSEADDR can bind the port anyway; "
+                "one that doesn't must wait until they close."
             )
         findings.append(
             Finding(
                 "source-port",
-                f"Used as the source port of {len(active)} connection(s)",
+                (
+                    f"Used as the source port of {len(active)} connection(s)"
+                    if info.in_os_ephemeral
+                    else f"Still used by {len(active)} connection(s)"
+                ),
                 detail,
-                info.fix_commands if info.in_os_ephemeral else (),
+                info.fix_commands if info.in_os_ephemeral and not info.os_reserved else (),
             )
         )
     if info.excluded_by is not None:
@@ -129,10 +166,11 @@ def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -
         )
     waiting = [c for c in connections if c.status == "TIME_WAIT"]
     if waiting and not state.listening:
+        only = "" if findings else "Only "
         findings.append(
             Finding(
                 "time-wait",
-                f"Only {len(waiting)} TIME_WAIT leftover(s) from closed connections",
+                f"{only}{len(waiting)} TIME_WAIT leftover(s) from closed connections",
                 "Nothing listens; recently closed connections linger for up to a minute or two. "
                 "They stop a new server from binding only if it does not set SO_REUSEADDR; "
                 "most servers set it (in Python: socketserver's allow_reuse_address = True, "

@@ -98,17 +98,20 @@ class PortState:
         return tuple(seen.values())
 
     @property
-    def hidden_users(self) -> tuple[str, ...]:
-        """Users whose sockets are here but whose processes we may not see."""
+    def hidden_owners(self) -> tuple[str, ...]:
+        """Who holds the sockets whose processes we may not see: "user bob", "uid 1001" or
+        "another user" (psutil alone cannot tell a hidden socket's uid)."""
         names: dict[str, None] = {}
         for listener in self.listeners:
             if not listener.owner_visible:
-                names.setdefault(listener.username or _uid_text(listener.uid), None)
+                names.setdefault(who_text(listener.username, listener.uid), None)
         return tuple(names)
 
 
-def _uid_text(uid: int | None) -> str:
-    return "an unknown user" if uid is None else f"uid {uid}"
+def who_text(username: str | None, uid: int | None) -> str:
+    if username:
+        return f"user {username}"
+    return "another user" if uid is None else f"uid {uid}"
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ the user set an API key for that port, sent as `Authorization: ApiKey <key>` and
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import json
 import re
+import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,12 +89,21 @@ def require_loopback(host: str) -> None:
 def loopback_for(addresses: Sequence[str]) -> str | None:
     """The loopback address that reaches a listener bound to these addresses, if any."""
     for address in addresses:
-        if address in ("0.0.0.0", "127.0.0.1") or address.startswith("127."):
-            return "127.0.0.1" if address == "0.0.0.0" else address
+        # A v4-mapped address only takes IPv4: reach it over 127.x, not ::1.
+        plain = address.removeprefix("::ffff:")
+        if plain == "0.0.0.0":
+            return "127.0.0.1"
+        if plain.startswith("127."):
+            return plain
     for address in addresses:
-        if address in ("::", "::1") or address.startswith("::ffff:127."):
+        if address in ("::", "::1"):
             return "::1"
     return None
+
+
+def sendable_key(key: str) -> bool:
+    """An HTTP header value we can send: printable ASCII, no spaces or line breaks."""
+    return bool(key) and all(33 <= ord(ch) <= 126 for ch in key)
 
 
 def looks_like_bluesky(port: int, evidence: Sequence[str]) -> bool:
@@ -107,18 +119,36 @@ class _Answer:
 
 
 def _get(host: str, port: int, path: str, timeout: float, api_key: str | None) -> _Answer:
+    """One GET, bounded by `timeout` as a whole: the socket timeout alone limits each read,
+    so a server trickling a byte at a time could hold the probe for ever."""
     require_loopback(host)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     headers = {"User-Agent": "portwatch-probe", "Accept": "*/*", "Connection": "close"}
     if api_key:
         headers["Authorization"] = f"ApiKey {api_key}"
+    deadline = time.monotonic() + timeout
+    alarm = threading.Timer(timeout, _abort, (conn,))
+    alarm.daemon = True
+    alarm.start()
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read(MAX_BODY)
         return _Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+    except (OSError, http.client.HTTPException):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no complete answer within {timeout:g} s") from None
+        raise
     finally:
+        alarm.cancel()
         conn.close()
+
+
+def _abort(conn: http.client.HTTPConnection) -> None:
+    # Wakes a read blocked in another thread; close() alone would not.
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 def probe(
@@ -131,6 +161,16 @@ def probe(
 ) -> ProbeResult:
     """Look at a TCP service on loopback. Raises NotLoopback for any other address."""
     require_loopback(host)
+    if api_key is not None:
+        api_key = api_key.strip()
+        if not sendable_key(api_key):
+            # Never put the key (or an error quoting it) into a result, a log or the screen.
+            return ProbeResult(
+                port,
+                host,
+                "needs-key",
+                "the API key has characters that cannot be sent; set it again in Settings",
+            )
     try:
         answer = _get(host, port, "/", timeout, api_key=None)
     except TimeoutError:

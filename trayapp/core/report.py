@@ -13,7 +13,7 @@ from typing import Any
 
 from trayapp.core.diagnosis import Finding
 from trayapp.core.events import Event, iso_time
-from trayapp.core.model import Listener, Owner, PortState
+from trayapp.core.model import Listener, Owner, PortState, who_text
 from trayapp.core.probe import ProbeResult
 from trayapp.core.ranges import RangeInfo
 from trayapp.core.services import KnownService
@@ -40,8 +40,8 @@ def local_time(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def hidden_hint(username: str | None) -> str:
-    who = f"user {username}" if username else "another user"
+def hidden_hint(who: str) -> str:
+    """`who` as PortState.hidden_owners says it: "user bob", "uid 1001", "another user"."""
     return f"in use by {who}; process hidden without administrator rights"
 
 
@@ -61,8 +61,7 @@ def summary(state: PortState) -> str:
         first = owner_text(owners[0])
         more = f" and {len(owners) - 1} more" if len(owners) > 1 else ""
         return f"listening, {first}{more}"
-    users = ", ".join(state.hidden_users)
-    return f"listening, {hidden_hint(users or None)}"
+    return f"listening, {hidden_hint(' and '.join(state.hidden_owners))}"
 
 
 def listener_entries(listener: Listener) -> list[dict[str, Any]]:
@@ -178,7 +177,7 @@ def listener_lines(listener: Listener, now: float | None = None) -> list[str]:
     where = f"{_host(listener.address)}:{listener.port}"
     head = f"{where}  {listener.protocol.upper()} {FAMILY_TEXT.get(listener.family, '')}"
     if not listener.owners:
-        return [f"{head}  {hidden_hint(listener.username)}"]
+        return [f"{head}  {hidden_hint(who_text(listener.username, listener.uid))}"]
     lines = []
     for owner in listener.owners:
         lines.append(f"{head}  {owner_text(owner)}")
@@ -231,6 +230,6 @@ def event_text(event: Event) -> str:
             f", user {event.username})" if event.username else ")"
         )
     elif event.username:
-        who = f" {hidden_hint(event.username)}"
+        who = f" {hidden_hint(who_text(event.username, None))}"
     where = f" on {', '.join(event.addresses)}" if event.addresses else ""
     return f"{local_time(event.time)}  {event.port}  {event.kind}{who}{where}"

@@ -253,8 +253,9 @@ class PortWindow(QWidget):
         elif state.owners:
             self.status.setText(f"Listening: {report.summary(state).removeprefix('listening, ')}")
         else:
-            users = ", ".join(state.hidden_users)
-            self.status.setText(f"Listening: {report.hidden_hint(users or None)}.")
+            self.status.setText(
+                f"Listening: {report.hidden_hint(' and '.join(state.hidden_owners))}."
+            )
         self._show_known(state)
         self._show_health()
         self._show_diagnosis()
