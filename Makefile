@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 typecheck: lint
 
@@ -30,6 +31,10 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scan_bench.py
+
+# The one-folder app for this OS in dist/ (Linux: dist/portwatch/), see packaging/.
+bundle: $(STAMP)
+	$(BIN)/python packaging/build_bundle.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -13,7 +13,7 @@ import sys
 from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QSystemTrayIcon, QWidget
 
-from trayapp import APP_NAME, __version__
+from trayapp import __version__
 from trayapp.core import config as cfg
 from trayapp.core import paths
 from trayapp.core.history import EventLog
@@ -32,6 +32,7 @@ from trayapp.ui.settings_dialog import SettingsDialog
 from trayapp.ui.tray import Tray
 
 log = logging.getLogger("trayapp")
+DESKTOP_ID = "org.portwatch.PortWatch"
 TRAY_WAIT_ENV = "PORTWATCH_TRAY_WAIT"  # seconds to wait for a tray host (default 15)
 TRAY_POLL_MS = 500
 TRAY_RECHECK_MS = 5000
@@ -209,7 +210,8 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
     integration.hide_dock_icon()
     qapp.setApplicationName("Port Watch")
     qapp.setApplicationVersion(__version__)
-    qapp.setDesktopFileName(APP_NAME)
+    # The installed .desktop entry's id (packaging/linux), so Wayland matches our windows to it.
+    qapp.setDesktopFileName(DESKTOP_ID)
     qapp.setQuitOnLastWindowClosed(False)
     qapp.setWindowIcon(app_icon())
 
