@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 import threading
 import time
@@ -306,15 +304,7 @@ def cmd_tray(args: argparse.Namespace) -> int:
     ports = _ports(args.specs) if args.specs else []
     from trayapp.ui.app import run  # Qt is imported only here
 
-    code = run(extra_ports=ports, debug=args.debug)
-    # Everything is closed and flushed by now. Skipping the interpreter's final garbage
-    # collection avoids a PySide6 6.12 refcount crash there ("bool_dealloc: deallocating True
-    # or False"), seen after menu actions were triggered over D-Bus; it would turn a clean
-    # Quit into exit code -6.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return run(extra_ports=ports, debug=args.debug)
 
 
 COMMANDS = {

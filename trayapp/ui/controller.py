@@ -163,9 +163,17 @@ class Controller(QObject):
 
     # -- from the worker -------------------------------------------------------------------
     def _on_snapshot(self, snapshot: Snapshot) -> None:
+        # Most polls see nothing new: then the views have nothing to redo (idle means idle).
+        same = (
+            self.snapshot is not None
+            and self.error is None
+            and self.snapshot.states == snapshot.states
+            and self.snapshot.problems == snapshot.problems
+        )
         self.snapshot = snapshot
         self.error = None
-        self.changed.emit()
+        if not same:
+            self.changed.emit()
 
     def _on_failed(self, message: str) -> None:
         if message != self.error:

@@ -219,6 +219,7 @@ class PortWindow(QWidget):
         first = self.report is None
         probe = self.controller.probes.get(self.port)
         self.set_report(replace(report, label=self.controller.label(port), probe=probe))
+        self._show_owner(self.listeners.currentItem())  # keeps "started ... ago" current
         if first:
             self._show_range()
             if report.state.listening and probe is None:

@@ -101,7 +101,9 @@ class Tray(QObject):
         if state != self.icon_state:
             self.icon_state = state
             self.tray.setIcon(icon(state, self._mask))
-        self.tray.setToolTip(self.tooltip())
+        tooltip = self.tooltip()
+        if tooltip != self.tray.toolTip():
+            self.tray.setToolTip(tooltip)
         # Hosts that read the exported menu without asking first (no AboutToShow) still see
         # live lines; never rebuild under a menu that is open on screen.
         if self._menu_lines != self._current_lines() and not self.menu.isVisible():
