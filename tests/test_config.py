@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,33 @@ def test_save_failure_leaves_old_file(path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     assert cfg.load(path).config.interval == 3.0
     assert [p.name for p in path.parent.iterdir()] == ["config.json"]  # no temp file left
+
+
+def test_stale_temp_files_of_killed_saves_are_removed(path: Path) -> None:
+    cfg.save(path, cfg.Config())
+    stale = path.parent / ".config.json.abc123.tmp"
+    fresh = path.parent / ".config.json.def456.tmp"
+    for temp in (stale, fresh):
+        temp.write_text('{"half": ')
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert cfg.load(path).problems == []
+    assert not stale.exists()
+    assert fresh.exists()  # young enough that a save may still be writing it
+
+
+def test_byte_order_mark_is_accepted(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"interval": 2.0}).encode())
+    result = cfg.load(path)
+    assert result.problems == [] and result.config.interval == 2.0
+
+
+def test_unsendable_api_key_is_dropped_and_the_port_kept(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps({"ports": [{"port": 1, "api_key": "k\u00e9y"}, {"port": 2, "api_key": "ok"}]})
+    )
+    result = cfg.load(path)
+    assert [(e.port.number, e.api_key) for e in result.config.ports] == [(1, None), (2, "ok")]
+    assert "API key of port 1" in result.problems[0]

@@ -28,6 +28,16 @@ EXIT_OK, EXIT_FREE, EXIT_USAGE, EXIT_SCAN_FAILED = 0, 1, 2, 3
 SPEC_HELP = "ports: 60610, 60610/tcp, 5353/udp, 8000-8010, lists separated by commas or spaces"
 
 
+MAX_ERROR = 300
+
+
+def one_line(text: str) -> str:
+    """What the user typed comes back in errors: escape control characters (no line breaks or
+    terminal escapes reach stderr) and keep it to one readable line."""
+    escaped = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return escaped if len(escaped) <= MAX_ERROR else escaped[: MAX_ERROR - 3] + "..."
+
+
 class UsageError(Exception):
     """Bad input: printed as one line on stderr, exit code 2."""
 
@@ -272,6 +282,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     now = time.time()
     result = EventLog(paths.events_file()).read(since=args.since, ports=ports)
     spans = timeline.periods(result.events)
+    if result.skipped:
+        print(f"note: {result.skipped} damaged lines in the log were skipped", file=sys.stderr)
     if args.json or args.csv:
         table = timeline.rows(spans, now)
         print(timeline.to_json(table) if args.json else timeline.to_csv(table), end="")
@@ -295,8 +307,6 @@ def cmd_history(args: argparse.Namespace) -> int:
                 f"  {report.event_text(span.event)}  -> {state} for "
                 f"{timeline.duration_text(span.duration(now))}{ongoing}"
             )
-    if result.skipped:
-        print(f"note: {result.skipped} damaged lines in the log were skipped", file=sys.stderr)
     return EXIT_OK
 
 
@@ -327,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UsageError as exc:
         command = f" {args.command}" if "args" in locals() and args.command else ""
-        print(f"portwatch{command}: error: {exc}", file=sys.stderr)
+        print(f"portwatch{command}: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # `portwatch check ... | head` closed the pipe: not an error worth a traceback.

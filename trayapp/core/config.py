@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ def load(path: Path, *, repair: bool = True) -> LoadResult:
     except OSError as exc:
         return _start_over(path, f"could not be read ({exc.strerror or exc}): using defaults")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        # utf-8-sig: Notepad and friends start UTF-8 files with a byte-order mark.
+        data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return _start_over(path, "is not valid JSON: using defaults")
     config, problems = from_dict(data)
@@ -124,15 +126,29 @@ def load(path: Path, *, repair: bool = True) -> LoadResult:
     if problems:
         result.backup = _back_up(path, result)
         # Write the repaired version so the same problem is not reported on every start.
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             save(path, config)
+    _remove_stale_temp_files(path)
     return result
+
+
+STALE_TEMP_S = 60.0
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """A save killed mid-write leaves its temp file (config.json itself stays whole); clear
+    those old enough that no save can still be writing them."""
+    cutoff = time.time() - STALE_TEMP_S
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if temp.stat().st_mtime < cutoff:
+                temp.unlink()
 
 
 def _peek(path: Path) -> LoadResult:
     try:
         if path.is_file() and path.stat().st_size <= MAX_CONFIG_BYTES:
-            config, problems = from_dict(json.loads(path.read_bytes().decode("utf-8")))
+            config, problems = from_dict(json.loads(path.read_bytes().decode("utf-8-sig")))
             return LoadResult(config, problems)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         pass
@@ -202,7 +218,7 @@ def _ports(value: object) -> tuple[tuple[WatchedPort, ...], list[str]]:
     entries: dict[Port, WatchedPort] = {}
     for index, item in enumerate(value):
         try:
-            entry = watched_from_dict(item)
+            entry = watched_from_dict(item, problems)
         except ValueError as exc:
             problems.append(f"port entry {index + 1} dropped ({exc})")
             continue
@@ -216,7 +232,9 @@ def _ports(value: object) -> tuple[tuple[WatchedPort, ...], list[str]]:
     return tuple(entries.values()), problems
 
 
-def watched_from_dict(item: object) -> WatchedPort:
+def watched_from_dict(item: object, notes: list[str] | None = None) -> WatchedPort:
+    """A watched port from its JSON; ValueError if the entry is unusable. A bad API key only
+    loses the key (said in `notes`): the port itself is still worth watching."""
     if not isinstance(item, dict):
         raise ValueError("not an object")
     number, protocol = item.get("port"), item.get("protocol", "tcp")
@@ -234,14 +252,21 @@ def watched_from_dict(item: object) -> WatchedPort:
             raise ValueError(f"'{key}' must be true or false")
         flags[key] = flag
     api_key = item.get("api_key")
-    if api_key is not None and not isinstance(api_key, str):
-        raise ValueError("'api_key' must be text")
+    if api_key is not None and not (isinstance(api_key, str) and _sendable(api_key)):
+        if notes is not None:
+            notes.append(f"the API key of port {number} dropped (it must be printable ASCII)")
+        api_key = None
     return WatchedPort(
         Port(number, protocol),
         label=clean_label(label),
         api_key=api_key or None,
         **flags,
     )
+
+
+def _sendable(key: str) -> bool:
+    # What an HTTP header can carry; the probe refuses anything else anyway.
+    return all(32 <= ord(ch) <= 126 for ch in key)
 
 
 def clean_label(label: str) -> str:
@@ -275,5 +300,10 @@ def _watched_to_dict(entry: WatchedPort) -> dict[str, Any]:
 
 def save(path: Path, config: Config) -> None:
     """Write atomically; the file is private (0600) because it may hold API keys."""
-    text = json.dumps(to_dict(config), indent=2, ensure_ascii=False) + "\n"
-    atomic_write(path, text.encode("utf-8"), 0o600)
+    data = to_dict(config)
+    try:
+        encoded = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate kept from an unknown key: \u escapes always encode.
+        encoded = (json.dumps(data, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+    atomic_write(path, encoded, 0o600)

@@ -72,9 +72,16 @@ def iso_time(seconds: float) -> str:
 
 
 def parse_iso_time(value: object) -> float:
+    """Seconds since the epoch; ValueError for anything that isn't a time we can also show
+    (year 9999 parses, but cannot be turned back into a local time)."""
     if not isinstance(value, str):
         raise ValueError("time is not a string")
-    parsed = dt.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()
-    return parsed.timestamp()
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()
+        seconds = parsed.timestamp()
+        iso_time(seconds)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"time out of range: {exc}") from None
+    return seconds

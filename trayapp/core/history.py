@@ -81,7 +81,8 @@ class EventLog:
                 if wanted is not None and event.port not in wanted:
                     continue
                 result.events.append(event)
-        result.events.sort(key=lambda e: e.time)
+        # Append order, not time order: after the clock is set back a later event carries an
+        # earlier time, and sorting would put a stop before the start it ends.
         return result
 
     def _backup(self, index: int) -> Path:

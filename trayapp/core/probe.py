@@ -75,15 +75,19 @@ class ProbeResult:
         }
 
 
-def require_loopback(host: str) -> None:
+def require_loopback(host: str) -> str:
+    """The address to connect to, normalised; NotLoopback for anything off this machine.
+    What is checked is exactly what is contacted: no brackets or names left for DNS."""
+    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise NotLoopback(
             f"{host!r} is not an IP address; the probe only contacts loopback"
         ) from None
     if not address.is_loopback:
         raise NotLoopback(f"{host} is not a loopback address; the probe only contacts loopback")
+    return str(address)
 
 
 def loopback_for(addresses: Sequence[str]) -> str | None:
@@ -121,7 +125,7 @@ class _Answer:
 def _get(host: str, port: int, path: str, timeout: float, api_key: str | None) -> _Answer:
     """One GET, bounded by `timeout` as a whole: the socket timeout alone limits each read,
     so a server trickling a byte at a time could hold the probe for ever."""
-    require_loopback(host)
+    host = require_loopback(host)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     headers = {"User-Agent": "portwatch-probe", "Accept": "*/*", "Connection": "close"}
     if api_key:
@@ -160,7 +164,7 @@ def probe(
     bluesky: bool = False,
 ) -> ProbeResult:
     """Look at a TCP service on loopback. Raises NotLoopback for any other address."""
-    require_loopback(host)
+    host = require_loopback(host)
     if api_key is not None:
         api_key = api_key.strip()
         if not sendable_key(api_key):

@@ -47,8 +47,10 @@ class Totals:
 
 
 def periods(events: Iterable[Event]) -> dict[Port, list[Period]]:
+    """Periods in the order the events happened (the log's order, which survives a clock
+    set back; durations are clamped at zero there)."""
     by_port: dict[Port, list[Event]] = {}
-    for event in sorted(events, key=lambda e: e.time):
+    for event in events:
         by_port.setdefault(event.port, []).append(event)
     result: dict[Port, list[Period]] = {}
     for port, port_events in by_port.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from trayapp.core.events import Event, EventKind
 from trayapp.core.history import EventLog
@@ -68,6 +69,38 @@ def diff(previous: Snapshot | None, current: Snapshot) -> list[Event]:
     return events
 
 
+def carry_owners(previous: Snapshot | None, current: Snapshot) -> Snapshot:
+    """Keep the known owners of a socket whose owner the scan could not find this time.
+
+    The kernel lists a socket, then its process closes it before /proc is read: for one poll
+    the socket seems ownerless, which would read as an owner change and then a stop naming
+    no one. A socket (same inode) cannot change hands without some process holding it, so an
+    empty owner list on a known inode means "closing", not "someone else".
+    """
+    if previous is None:
+        return current
+    known = {
+        listener.inode: listener.owners
+        for state in previous.states
+        for listener in state.listeners
+        if listener.inode and listener.owners
+    }
+    if not known:
+        return current
+    states = []
+    changed = False
+    for state in current.states:
+        listeners = []
+        for listener in state.listeners:
+            owners = known.get(listener.inode) if listener.inode and not listener.owners else None
+            if owners:
+                listener = replace(listener, owners=owners)
+                changed = True
+            listeners.append(listener)
+        states.append(replace(state, listeners=tuple(listeners)))
+    return replace(current, states=tuple(states)) if changed else current
+
+
 class Watcher:
     """Scans the watched ports and remembers the last good snapshot.
 
@@ -102,6 +135,7 @@ class Watcher:
             self.last_error = str(exc)
             return None, []
         self.last_error = None
+        snapshot = carry_owners(self.last, snapshot)
         events = diff(self.last, snapshot)
         self.last = snapshot
         if events and self.log is not None:

@@ -443,7 +443,9 @@ class NetlinkScanner(Scanner):
             if sock.listening:
                 listener = self._listener(sock, resolution)
                 listeners.setdefault(port, []).append(listener)
-                problems.extend(_hidden_problem(port, listener, resolution))
+                problems.extend(
+                    _hidden_problem(port, listener, resolution, self._owner_index.privileged)
+                )
             elif connections:
                 others.setdefault(port, []).append(_connection(sock, resolution))
         return tuple(
@@ -489,10 +491,18 @@ def _connection(sock: DiagSocket, resolution: Resolution) -> Connection:
     )
 
 
-def _hidden_problem(port: Port, listener: Listener, resolution: Resolution) -> list[str]:
+def _hidden_problem(
+    port: Port, listener: Listener, resolution: Resolution, privileged: bool
+) -> list[str]:
     if listener.owners:
         return []
     user = listener.username or f"uid {listener.uid}"
+    if resolution.denied and privileged:
+        # Root refused too: a container or a security module hides some processes' files.
+        return [
+            f"process hidden: socket of user {user} on {port}; the system refused to show "
+            "its process even to an administrator (container or security policy)"
+        ]
     if resolution.denied:
         return [f"process hidden: socket of user {user} on {port}; run as administrator to see it"]
     return [
