@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
+from tests.support import missing_part
 from trayapp import cli
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
@@ -664,7 +665,7 @@ def test_app_starts_and_keeps_running_with_a_bad_settings_file(
     if case.name == "unreadable" and os.name != "posix":
         pytest.skip("file permissions are POSIX")
     if case.name not in app_runs:
-        pytest.skip("needs setpriv to run the app as nobody: root reads any file")
+        missing_part("needs setpriv to run the app as nobody: root reads any file")
     CASES["settings file, hand-picked (real app)"] += 1
     run = app_runs[case.name]
     assert run.alive_after_start, f"the app died: {run.returncode}\n{run.stderr[-2000:]}"

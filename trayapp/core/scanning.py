@@ -11,8 +11,9 @@ from trayapp.core.model import Port, Snapshot
 class Scanner(ABC):
     """Looks up listeners on a set of ports.
 
-    Implementations never raise for what the OS throws at them (vanished processes, denied
-    access, a failing backend): they report it in ``Snapshot.problems`` instead.
+    Implementations never raise for what the OS throws at single sockets or processes
+    (vanished processes, denied access): they report it in ``Snapshot.problems``. Only when
+    the backend fails as a whole do they raise ScanError, so the caller keeps what it knew.
     Not thread-safe: give each thread its own scanner.
     """
 
