@@ -4,6 +4,7 @@ and Qt widgets render offscreen in the test process (the real desktop is in test
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,3 +18,22 @@ def portwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     home = tmp_path / "portwatch-home"
     monkeypatch.setenv("PORTWATCH_HOME", str(home))
     yield home
+
+
+@pytest.fixture
+def http_listener() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A real `python -m http.server` on a free loopback port: (port, process)."""
+    from tests.ui_support import free_port, start_server
+
+    for _attempt in range(5):  # another program may take the free port first
+        port = free_port()
+        server = start_server(port)
+        if server is not None:
+            break
+    else:
+        pytest.fail("could not start http.server on a free port")
+    try:
+        yield port, server
+    finally:
+        server.terminate()
+        server.wait(10)

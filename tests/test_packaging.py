@@ -14,14 +14,11 @@ import os
 import plistlib
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import tarfile
-import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -129,57 +126,9 @@ def test_sdist_carries_the_resources(dists: dict[str, Path]) -> None:
     assert f"{top}/trayapp/resources.py" in names
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def start_server(port: int) -> subprocess.Popen[bytes] | None:
-    """`python -m http.server` on port, once it accepts connections; None if it did not."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while server.poll() is None and time.monotonic() < deadline:
-        if listening(port):
-            return server
-        time.sleep(0.05)
-    server.kill()
-    server.wait()
-    return None
-
-
-@pytest.fixture
-def listener() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A real HTTP server on a free loopback port: (port, process)."""
-    for _attempt in range(5):  # another program may take the free port first
-        port = free_port()
-        server = start_server(port)
-        if server is not None:
-            break
-    else:
-        pytest.fail("could not start http.server on a free port")
-    try:
-        yield port, server
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
 @pytest.mark.timeout(900)
 def test_wheel_in_a_fresh_venv_runs_the_cli(
-    dists: dict[str, Path], tmp_path: Path, listener: tuple[int, subprocess.Popen[bytes]]
+    dists: dict[str, Path], tmp_path: Path, http_listener: tuple[int, subprocess.Popen[bytes]]
 ) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -207,7 +156,7 @@ def test_wheel_in_a_fresh_venv_runs_the_cli(
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"portwatch {__version__}"
 
-    port, server = listener
+    port, server = http_listener
     check = run(str(portwatch), "check", str(port), "--json")
     assert check.returncode == 0, check.stderr
     [state] = json.loads(check.stdout)

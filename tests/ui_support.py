@@ -23,6 +23,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def start_server(port: int) -> subprocess.Popen[bytes] | None:
+    """`python -m http.server` on port, once it accepts connections; None if it did not."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while server.poll() is None and time.monotonic() < deadline:
+        if listening(port):
+            return server
+        time.sleep(0.05)
+    server.kill()
+    server.wait()
+    return None
+
+
 def wait_listening(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

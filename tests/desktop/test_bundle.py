@@ -15,17 +15,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from tests.support import IN_CI, missing_part, require_tools
+from tests.ui_support import free_port, start_server
 from trayapp import __version__
 
 from .harness import Desktop, wait_until
@@ -86,54 +84,6 @@ def bundle_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def start_server(port: int) -> subprocess.Popen[bytes] | None:
-    """`python -m http.server` on port, once it accepts connections; None if it did not."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while server.poll() is None and time.monotonic() < deadline:
-        if listening(port):
-            return server
-        time.sleep(0.05)
-    server.kill()
-    server.wait()
-    return None
-
-
-@pytest.fixture
-def listener() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A real HTTP server on a free loopback port: (port, process)."""
-    for _attempt in range(5):  # another program may take the free port first
-        port = free_port()
-        server = start_server(port)
-        if server is not None:
-            break
-    else:
-        pytest.fail("could not start http.server on a free port")
-    try:
-        yield port, server
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
 def write_config(home: Path) -> None:
     """No saved ports (by default 60610 is watched): only the one from the command line, so
     its server turns the icon all green. Polls twice a second."""
@@ -182,9 +132,9 @@ def test_bundle_version(bundle: Path, outside: Path, tmp_path: Path) -> None:
 
 
 def test_bundle_check_json_against_a_real_listener(
-    bundle: Path, outside: Path, tmp_path: Path, listener: tuple[int, subprocess.Popen[bytes]]
+    bundle: Path, outside: Path, tmp_path: Path, http_listener: tuple[int, subprocess.Popen[bytes]]
 ) -> None:
-    port, server = listener
+    port, server = http_listener
     result = run(bundle, "check", str(port), "--json", cwd=outside, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     [state] = json.loads(result.stdout)
