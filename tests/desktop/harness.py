@@ -980,10 +980,22 @@ class Desktop:
 
     def click(self, x: int, y: int, button: int = 1) -> None:
         """Move the pointer to (x, y) and click (1 left, 2 middle, 3 right)."""
-        self.run(["xdotool", "mousemove", "--sync", str(x), str(y), "click", str(button)])
+        # `mousemove --sync` waits for a motion event, which never comes when the pointer is
+        # already there: then click without moving.
+        if self.pointer() == (x, y):
+            self.run(["xdotool", "click", str(button)])
+        else:
+            self.run(["xdotool", "mousemove", "--sync", str(x), str(y), "click", str(button)])
+
+    def pointer(self) -> tuple[int, int]:
+        """Where the pointer is now."""
+        out = self.run(["xdotool", "getmouselocation", "--shell"]).stdout
+        v = dict(line.split("=", 1) for line in out.split() if "=" in line)
+        return int(v["X"]), int(v["Y"])
 
     def move_pointer(self, x: int, y: int) -> None:
-        self.run(["xdotool", "mousemove", "--sync", str(x), str(y)])
+        if self.pointer() != (x, y):  # --sync would wait for ever for a motion that won't come
+            self.run(["xdotool", "mousemove", "--sync", str(x), str(y)])
 
     def key(self, *keys: str) -> None:
         """Send key presses to the focused window, e.g. key('Escape')."""

@@ -22,6 +22,7 @@ from trayapp.core import paths, timeline
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 from trayapp.ui.controller import Controller
+from trayapp.ui.shortcuts import close_on_escape
 
 COLUMNS = ("Start", "Port", "Change", "Process", "State", "Duration")
 SPANS = (("Last day", timeline.DAY), ("Last week", timeline.WEEK), ("Everything", None))
@@ -72,6 +73,7 @@ class HistoryWindow(QWidget):
         self.span_filter.currentIndexChanged.connect(self.show_rows)
         controller.events.connect(lambda _events: self.reload())
         self.reload()
+        close_on_escape(self)
 
     def reload(self) -> None:
         result = self.log.read()

@@ -18,6 +18,7 @@ from trayapp.core import report
 from trayapp.core.model import Port
 from trayapp.ui.controller import Controller
 from trayapp.ui.icons import icon
+from trayapp.ui.shortcuts import close_on_escape
 
 COLUMNS = ("Port", "Label", "State", "Addresses")
 
@@ -69,6 +70,7 @@ class OverviewWindow(QWidget):
         controller.config_changed.connect(self.refresh)
         controller.paused_changed.connect(self.refresh)
         self.refresh()
+        close_on_escape(self)
 
     def set_notice(self, text: str) -> None:
         self.notice.setText(text)

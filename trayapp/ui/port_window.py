@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -32,6 +32,7 @@ from trayapp.core.processes import Outcome, refusal
 from trayapp.core.report import PortReport
 from trayapp.platforms.commands import admin_hint, check_commands
 from trayapp.ui.controller import Controller
+from trayapp.ui.shortcuts import close_on_escape
 
 log = logging.getLogger(__name__)
 INSPECT_EVERY_MS = 3000
@@ -192,8 +193,7 @@ class PortWindow(QWidget):
         buttons.addStretch()
         buttons.addWidget(close)
         outer.addLayout(buttons)
-        for keys in (QKeySequence.StandardKey.Close, QKeySequence(Qt.Key.Key_Escape)):
-            QShortcut(keys, self, self.close)
+        close_on_escape(self)
         self._refresh_watch_button()
         self._render()
 
