@@ -256,3 +256,14 @@ def test_cli_never_touches_a_damaged_config(portwatch_home: Path, listener: sock
     assert result.returncode == 0
     assert config.read_text() == "{broken"
     assert list(config.parent.iterdir()) == [config]
+
+
+def test_tray_without_a_display_says_so() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.pop("QT_QPA_PLATFORM", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "trayapp"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert result.returncode == 2
+    assert "no graphical session" in result.stderr and "portwatch watch" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -310,8 +311,25 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _no_display() -> str | None:
+    """Why the tray app cannot show anything here, or None. Qt would abort the process with a
+    platform-plugin error instead of saying it."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no graphical session here (neither DISPLAY nor WAYLAND_DISPLAY is set): the tray app "
+        "needs a desktop; in a terminal use 'portwatch watch PORT' or 'portwatch check PORT'"
+    )
+
+
 def cmd_tray(args: argparse.Namespace) -> int:
     ports = _ports(args.specs) if args.specs else []
+    reason = _no_display()
+    if reason:
+        print(f"portwatch: {reason}", file=sys.stderr)
+        return EXIT_USAGE
     from trayapp.ui.app import run  # Qt is imported only here
 
     return run(extra_ports=ports, debug=args.debug)
