@@ -230,9 +230,9 @@ def _bluesky(
     if answer.status == 408:
         return result("manager-unreachable", "HTTP server up, RE Manager unreachable", status=408)
     if answer.status != 200:
-        return result(
-            "http", f"HTTP server up, /api/status answered {answer.status}", status=answer.status
-        )
+        # No Bluesky API here after all (say, a dev server on 60610): report what GET / said.
+        summary = f"{base}; not a Bluesky server (/api/status: {answer.status})"
+        return result("http", summary, status=root_status)
     try:
         data = json.loads(answer.body)
     except ValueError:

@@ -55,6 +55,3 @@ class Throttle:
             if slot.pending is not None
         ]
         return min(waits) if waits else None
-
-    def forget(self, port: Port) -> None:
-        self._slots.pop(port, None)

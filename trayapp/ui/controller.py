@@ -40,7 +40,6 @@ class Controller(QObject):
     _inspect = Signal(object)
     _terminate = Signal(int, object, bool)
     _probe = Signal(object, object)
-    _poll_now = Signal()
 
     def __init__(
         self,
@@ -73,7 +72,6 @@ class Controller(QObject):
         self._set_ports.connect(self._scan.set_ports)
         self._set_interval.connect(self._scan.set_interval)
         self._inspect.connect(self._scan.inspect)
-        self._poll_now.connect(self._scan.poll)
         self._terminate.connect(self._actions.terminate)
         self._probe.connect(self._actions.probe)
         self._actions.probed.connect(self._on_probed)
