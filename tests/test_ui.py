@@ -469,3 +469,16 @@ def test_watch_a_port_range(
     saved = cfg.load(portwatch_home / "config" / "config.json").config
     assert [e.port for e in saved.ports] == expected
     assert saved.ports[3].label  # 5353/udp gets its known name (mDNS) as a label
+
+
+def test_command_line_ports_are_watched_for_this_run_only(
+    qtbot: QtBot, portwatch_home: Path
+) -> None:
+    path = portwatch_home / "config" / "config.json"
+    extra = [Port(8080), Port(5353, "udp"), Port(60610)]  # 60610 is already in the settings
+    controller = Controller(path, cfg.Config(), lambda: StallingScanner(), extra_ports=extra)
+    assert controller.ports() == [Port(60610), Port(8080), Port(5353, "udp")]
+    controller.watch(Port(9090))  # saving settings keeps the run-only ports out of the file
+    saved = cfg.load(path).config
+    assert [e.port for e in saved.ports] == [Port(60610), Port(9090)]
+    assert Port(8080) in controller.ports()
