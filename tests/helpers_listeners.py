@@ -7,10 +7,13 @@ import os
 import pwd
 import random
 import selectors
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -214,3 +217,64 @@ def as_user(user: pwd.struct_passwd) -> list[str]:
 
 def user_env(pythonpath: str) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+@contextlib.contextmanager
+def system_users(names: tuple[str, ...]) -> Iterator[tuple[pwd.struct_passwd, ...]]:
+    """Create system users for a test (root only), and remove them afterwards. Each test
+    module uses its own names, so modules running at once don't delete each other's users."""
+    for name in names:
+        done = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode not in (0, 9):  # 9: left over from an earlier run, fine
+            pytest.fail(f"useradd {name} failed: {done.stderr}")
+    try:
+        yield tuple(pwd.getpwnam(name) for name in names)
+    finally:
+        for name in names:
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def user_sandbox(user: pwd.struct_passwd, prefix: str, check: str) -> Iterator[tuple[str, str]]:
+    """(python, PYTHONPATH) that `user` may run: our venv may sit in /root (mode 700) and this
+    checkout anywhere, so trayapp and psutil are copied to a world-readable folder. `check` is
+    the import statement that must work there."""
+    import psutil
+
+    import trayapp
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        for package in (trayapp, psutil):
+            source = Path(package.__file__ or "").parent
+            shutil.copytree(
+                source, root / source.name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        for path in [root, *root.rglob("*")]:
+            executable = path.is_dir() or path.stat().st_mode & stat.S_IXUSR
+            path.chmod(0o755 if executable else 0o644)
+        yield _python_for(user, str(root), check), str(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _python_for(user: pwd.struct_passwd, pythonpath: str, check: str) -> str:
+    tried: list[str] = []
+    for python in dict.fromkeys([os.path.realpath(sys.executable), "/usr/bin/python3"]):
+        done = subprocess.run(
+            [*as_user(user), python, "-c", check],
+            env=user_env(pythonpath),
+            cwd=pythonpath,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            return python
+        tried.append(f"{python}: {done.stderr.strip().splitlines()[-1:]}")
+    pytest.fail(f"no Python the test user may run: {tried}")

@@ -8,12 +8,9 @@ import json
 import os
 import pwd
 import random
-import shutil
 import socket
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Any
 import psutil
 import pytest
 
-import trayapp
 from tests.helpers_listeners import (
     DEADLINE,
     Child,
@@ -30,9 +26,11 @@ from tests.helpers_listeners import (
     free_port,
     is_free,
     port_of,
+    system_users,
     tcp_listener,
     user_env,
 )
+from tests.helpers_listeners import user_sandbox as sandbox_for
 from trayapp.core.diagnosis import Finding, diagnose
 from trayapp.core.model import Port, PortState
 from trayapp.core.ranges import explain_port
@@ -168,53 +166,16 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def diag_users() -> Iterator[tuple[pwd.struct_passwd, ...]]:
-    for name in DIAG_USERS:
-        done = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode not in (0, 9):  # 9: left over from an earlier run
-            pytest.fail(f"useradd {name} failed: {done.stderr}")
-    try:
-        yield tuple(pwd.getpwnam(name) for name in DIAG_USERS)
-    finally:
-        for name in DIAG_USERS:
-            subprocess.run(["userdel", name], capture_output=True, check=False)
+    with system_users(DIAG_USERS) as users:
+        yield users
 
 
 @pytest.fixture(scope="module")
 def user_sandbox(diag_users: tuple[pwd.struct_passwd, ...]) -> Iterator[tuple[str, str]]:
-    """(python, PYTHONPATH) the test users may run: the venv may sit in /root (mode 700), so
-    trayapp and psutil are copied to a world-readable directory."""
-    root = Path(tempfile.mkdtemp(prefix="portwatch-diag-"))
-    try:
-        for package in (trayapp, psutil):
-            source = Path(package.__file__ or "").parent
-            shutil.copytree(
-                source, root / source.name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        for path in [root, *root.rglob("*")]:
-            executable = path.is_dir() or path.stat().st_mode & stat.S_IXUSR
-            path.chmod(0o755 if executable else 0o644)
-        tried = []
-        for python in dict.fromkeys([os.path.realpath(sys.executable), "/usr/bin/python3"]):
-            done = subprocess.run(
-                [*as_user(diag_users[1]), python, "-c", "import psutil, trayapp.core.diagnosis"],
-                env=user_env(str(root)),
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode == 0:
-                yield python, str(root)
-                return
-            tried.append(f"{python}: {done.stderr.strip().splitlines()[-1:]}")
-        pytest.fail(f"no Python the test users may run: {tried}")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    """(python, PYTHONPATH) the test users may run."""
+    check = "import psutil, trayapp.core.diagnosis"
+    with sandbox_for(diag_users[1], "portwatch-diag-", check) as found:
+        yield found
 
 
 @pytest.mark.root
