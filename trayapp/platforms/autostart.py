@@ -72,7 +72,12 @@ def _check_command(command: list[str]) -> None:
 def _write_atomic(path: Path, data: bytes) -> None:
     # 0644: launchd refuses agents that are group/world writable, and it is the usual mode for
     # both files.
-    atomic_write(path, data, 0o644)
+    try:
+        atomic_write(path, data, 0o644)
+    except OSError as error:
+        raise AutostartError(
+            f"could not turn on start at login: {_one_line(error)} ({path})"
+        ) from error
 
 
 def _remove(path: Path) -> None:
@@ -189,12 +194,7 @@ class XdgAutostart(Autostart):
             raise AutostartError(
                 "start at login cannot use this program path: it is not valid UTF-8"
             ) from error
-        try:
-            _write_atomic(self.path, data)
-        except OSError as error:
-            raise AutostartError(
-                f"could not turn on start at login: {_one_line(error)} ({self.path})"
-            ) from error
+        _write_atomic(self.path, data)
 
     def disable(self) -> None:
         _remove(self.path)
@@ -233,12 +233,7 @@ class LaunchAgentAutostart(Autostart):
             # Only in a graphical login, not over ssh, where a tray app has nowhere to go.
             "LimitLoadToSessionType": "Aqua",
         }
-        try:
-            _write_atomic(self.path, plistlib.dumps(agent, fmt=plistlib.FMT_XML))
-        except OSError as error:
-            raise AutostartError(
-                f"could not turn on start at login: {_one_line(error)} ({self.path})"
-            ) from error
+        _write_atomic(self.path, plistlib.dumps(agent, fmt=plistlib.FMT_XML))
 
     def disable(self) -> None:
         _remove(self.path)
