@@ -6,7 +6,7 @@ from trayapp.core.diagnosis import diagnose
 from trayapp.core.model import PortState
 from trayapp.core.probe import ProbeResult, probe_state
 from trayapp.core.ranges import explain_port
-from trayapp.core.report import PortReport, evidence
+from trayapp.core.report import PortReport
 from trayapp.core.services import identify
 
 
@@ -21,7 +21,7 @@ def make_report(
     """The probe touches the network (loopback, 1 s at most): pass probe=False to skip it."""
     port = state.port
     info = explain_port(port.number, port.protocol)
-    service = identify(port.number, port.protocol, evidence(state))
+    service = identify(port.number, port.protocol, state.evidence)
     if probe_result is None and probe and state.listening and port.protocol == "tcp":
         probe_result = probe_state(state, api_key)
     findings = tuple(diagnose(state, info)) if state.connections is not None else ()

@@ -98,6 +98,12 @@ class PortState:
         return tuple(seen.values())
 
     @property
+    def evidence(self) -> list[str]:
+        """What identifies the owners (their names and command lines), for telling which
+        service this is."""
+        return [" ".join((owner.name or "", *owner.cmdline)) for owner in self.owners]
+
+    @property
     def hidden_owners(self) -> tuple[str, ...]:
         """Who holds the sockets whose processes we may not see: "user bob", "uid 1001" or
         "another user" (psutil alone cannot tell a hidden socket's uid)."""

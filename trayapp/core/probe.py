@@ -259,7 +259,10 @@ def probe_state(state: PortState, api_key: str | None = None, timeout: float = 1
         return ProbeResult(
             port, "", "skipped", f"listens only on {where}; not probed (loopback only)"
         )
-    evidence = [" ".join((o.name or "", *o.cmdline)) for o in state.owners]
     return probe(
-        port, host, timeout=timeout, api_key=api_key, bluesky=looks_like_bluesky(port, evidence)
+        port,
+        host,
+        timeout=timeout,
+        api_key=api_key,
+        bluesky=looks_like_bluesky(port, state.evidence),
     )

@@ -124,11 +124,6 @@ class PortReport:
     findings: tuple[Finding, ...] = ()
 
 
-def evidence(state: PortState) -> list[str]:
-    """What identifies the owners: their names and command lines."""
-    return [" ".join((owner.name or "", *owner.cmdline)) for owner in state.owners]
-
-
 def service_json(service: KnownService | None) -> dict[str, Any] | None:
     if service is None:
         return None
