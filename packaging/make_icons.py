@@ -14,7 +14,7 @@ writes into OUT_DIR:
     hicolor/<N>x<N>/apps/portwatch.png Linux: freedesktop icon theme sizes, plus
     hicolor/scalable/apps/portwatch.svg  the SVG itself
     macos/<state>Template.png, ...@2x  macOS menu-bar template images (black + alpha) of the
-                                       tray states: all, some, none, trouble
+                                       tray states: all, some, none, unhealthy, trouble
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 APP_ID = "portwatch"  # icon name in the freedesktop theme; matches Icon= in the .desktop file
 APP_SVG = "app.svg"
-TRAY_STATES = ("all", "some", "none", "trouble")
+TRAY_STATES = ("all", "some", "none", "unhealthy", "trouble")
 
 ICO_SIZES = (16, 20, 24, 32, 40, 48, 64, 128, 256)
 HICOLOR_SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)

@@ -25,14 +25,32 @@ from typing import Any
 HANG_SECONDS = 30.0  # a hanging handler's limit; teardown releases it long before
 LOOPBACK = "127.0.0.1"
 
-# What bluesky-httpserver's GET /api/status passes on from RE Manager (a subset of its fields).
+# What bluesky-httpserver 0.0.14's GET /api/status passes on from RE Manager 0.0.25 (recorded
+# from the real pair; the uids shortened).
 RE_MANAGER_STATUS: dict[str, Any] = {
-    "manager_state": "idle",
+    "msg": "RE Manager v0.0.25",
     "items_in_queue": 2,
     "items_in_history": 5,
+    "running_item_uid": None,
+    "manager_state": "idle",
+    "queue_stop_pending": False,
+    "queue_autostart_enabled": False,
     "worker_environment_exists": True,
-    "re_state": None,
-    "msg": "RE Manager",
+    "worker_environment_state": "idle",
+    "worker_background_tasks": 0,
+    "re_state": "idle",
+    "pause_pending": False,
+    "plan_queue_uid": "cda97387",
+    "plan_history_uid": "0cb63d03",
+}
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Bluesky HTTP Server",
+        "description": "Control Experiments using Bluesky Queue Server",
+        "version": "0.0.14",
+    },
+    "paths": {},
 }
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2\r\n"
 
@@ -148,33 +166,55 @@ class Unauthorized(QuietHandler):
 
 
 class BlueskyLike(QuietHandler):
-    """GET / and GET /api/status the way bluesky-httpserver (FastAPI on uvicorn) answers them.
+    """bluesky-httpserver (FastAPI on uvicorn) as the probe sees it: GET / (404),
+    /openapi.json (public), /api/status and /api/history/get (key-protected).
 
-    Options (keyword arguments of serve()): ``api_key``: /api/status needs
-    ``Authorization: ApiKey <api_key>`` (401 otherwise), None = open; ``manager``: "idle" (200
-    with RE_MANAGER_STATUS), "unreachable" (408, what the server answers when RE Manager does not
-    reply over 0MQ) or "hang" (no answer until the test ends).
+    Options (keyword arguments of serve(); ``server.options`` may be changed while it runs):
+    ``api_key``: the API needs ``Authorization: ApiKey <api_key>`` (401 otherwise), None = open;
+    ``manager``: "idle" (200 with ``status``, default RE_MANAGER_STATUS), "unreachable" (408,
+    what the server answers when RE Manager does not reply over 0MQ) or "hang" (no answer until
+    the test ends); ``status_raw``: bytes to send as the status body instead;
+    ``status_code``: another status code; ``cut``: announce the body, send half, close;
+    ``history``: the items of /api/history/get.
     """
 
     server_version = "uvicorn"
 
     def do_GET(self) -> None:
-        if self.path != "/api/status":
+        options = self.server.options
+        if self.path == "/openapi.json":
+            self.reply_json(200, OPENAPI)
+            return
+        if self.path not in ("/api/status", "/api/history/get"):
             # The server routes only /api/...: FastAPI's 404 for anything else, "/" included.
             self.reply_json(404, {"detail": "Not Found"})
             return
-        key = self.server.options.get("api_key")
+        key = options.get("api_key")
         if key is not None and self.headers.get("Authorization") != f"ApiKey {key}":
             self.reply_json(401, {"detail": "Not authenticated"}, WWW_Authenticate="Bearer")
             return
-        manager = self.server.options.get("manager", "idle")
+        if self.path == "/api/history/get":
+            items = options.get("history", [])
+            self.reply_json(200, {"success": True, "msg": "", "items": items})
+            return
+        manager = options.get("manager", "idle")
         if manager == "unreachable":
             detail = "Request timeout: ZMQ communication error: timeout occurred"
             self.reply_json(408, {"detail": detail})
             return
         if manager == "hang" and self.server.release.wait(HANG_SECONDS):
             return  # the test is over; the probe left long ago
-        self.reply_json(200, RE_MANAGER_STATUS)
+        body = options.get("status_raw")
+        if body is None:
+            body = json.dumps(options.get("status", RE_MANAGER_STATUS)).encode()
+        if options.get("cut"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.reply(options.get("status_code", 200), body, "application/json")
 
 
 class Trickle(QuietHandler):

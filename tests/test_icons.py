@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 
 from trayapp.ui.icons import _render
 
-STATES = ("all", "some", "none", "trouble")
+STATES = ("all", "some", "none", "unhealthy", "trouble")
 PANELS = {"light": QColor("#f3f4f6"), "dark": QColor("#1f2937")}
 
 

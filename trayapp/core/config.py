@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
+from trayapp.core.apikey import clean_key
 from trayapp.core.model import PROTOCOLS, Port
 from trayapp.fileio import atomic_write
 
@@ -28,6 +30,9 @@ MAX_WATCHED = 256
 MAX_LABEL = 80
 DEFAULT_PORT = Port(60610, "tcp")
 DEFAULT_LABEL = "Bluesky Queue Server (HTTP API)"
+DEFAULT_HEALTH_INTERVAL = 10.0
+HEALTH_INTERVAL_RANGE = (2.0, 600.0)
+HEALTH_OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,10 @@ class WatchedPort:
     notify_start: bool = True
     notify_stop: bool = True
     muted: bool = False
-    api_key: str | None = None  # for the service probe; never logged or shown in full
-
-    def title(self) -> str:
-        return f"{self.port.number} {self.label}".strip() if self.label else str(self.port.number)
+    # For the service probe; never logged or shown (so not in repr either).
+    api_key: str | None = field(default=None, repr=False)
+    # Seconds between health checks while the port listens; None: no health checks.
+    health_interval: float | None = DEFAULT_HEALTH_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -252,21 +257,54 @@ def watched_from_dict(item: object, notes: list[str] | None = None) -> WatchedPo
             raise ValueError(f"'{key}' must be true or false")
         flags[key] = flag
     api_key = item.get("api_key")
-    if api_key is not None and not (isinstance(api_key, str) and _sendable(api_key)):
-        if notes is not None:
-            notes.append(f"the API key of port {number} dropped (it must be printable ASCII)")
-        api_key = None
+    if api_key is not None:
+        cleaned = clean_key(api_key) if isinstance(api_key, str) else None
+        if cleaned is None and api_key != "" and notes is not None:
+            notes.append(f"the API key of port {number} dropped (use {KEY_ALLOWED})")
+        api_key = cleaned
     return WatchedPort(
         Port(number, protocol),
         label=clean_label(label),
         api_key=api_key or None,
+        health_interval=_health_interval(item, number, notes),
         **flags,
     )
 
 
-def _sendable(key: str) -> bool:
-    # What an HTTP header can carry; the probe refuses anything else anyway.
-    return all(32 <= ord(ch) <= 126 for ch in key)
+def _health_interval(item: dict[str, Any], number: int, notes: list[str] | None) -> float | None:
+    # Like a bad key, a bad interval costs only itself: the port stays watched.
+    try:
+        return parse_health_interval(item.get("health_interval", DEFAULT_HEALTH_INTERVAL))
+    except ValueError as exc:
+        if notes is not None:
+            notes.append(f"port {number}: {exc}; using {DEFAULT_HEALTH_INTERVAL:g}")
+        return DEFAULT_HEALTH_INTERVAL
+
+
+def parse_health_interval(value: object) -> float | None:
+    """Seconds between health checks from config.json or Settings: a number from 2 to 600, or
+    "off". ValueError names what is allowed."""
+    low, high = HEALTH_INTERVAL_RANGE
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == HEALTH_OFF:
+            return None
+        try:
+            value = float(text.removesuffix("s").strip())
+        except ValueError:
+            value = None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ValueError(f"'health_interval' must be {low:g} to {high:g} seconds or \"off\"")
+    return float(value)
+
+
+def health_interval_text(value: float | None) -> str:
+    return HEALTH_OFF if value is None else f"{value:g}"
 
 
 def clean_label(label: str) -> str:
@@ -293,6 +331,7 @@ def _watched_to_dict(entry: WatchedPort) -> dict[str, Any]:
         "notify_stop": entry.notify_stop,
         "muted": entry.muted,
     }
+    item["health_interval"] = HEALTH_OFF if entry.health_interval is None else entry.health_interval
     if entry.api_key:
         item["api_key"] = entry.api_key
     return item

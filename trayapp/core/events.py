@@ -8,8 +8,19 @@ from typing import Any, Literal
 
 from trayapp.core.model import PROTOCOLS, Port
 
-EventKind = Literal["started", "stopped", "owner-changed"]
-EVENT_KINDS: tuple[EventKind, ...] = ("started", "stopped", "owner-changed")
+# started/stopped/owner-changed: what listens; healthy/unhealthy: what a health check found;
+# service: news from the service itself (a Bluesky run paused, a plan aborted, ...).
+EventKind = Literal["started", "stopped", "owner-changed", "healthy", "unhealthy", "service"]
+EVENT_KINDS: tuple[EventKind, ...] = (
+    "started",
+    "stopped",
+    "owner-changed",
+    "healthy",
+    "unhealthy",
+    "service",
+)
+LISTEN_KINDS: tuple[EventKind, ...] = ("started", "stopped", "owner-changed")
+MAX_DETAIL = 300
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,10 @@ class Event:
     addresses: tuple[str, ...] = ()
     # How many raw changes this event stands for (the notifier folds flapping into one).
     count: int = 1
+    # Health and service events: the health code ("manager-unreachable") or notice kind
+    # ("plan-failed"), and the words for it.
+    code: str | None = None
+    detail: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +49,7 @@ class Event:
             "name": self.name,
             "user": self.username,
             "addresses": list(self.addresses),
+            **({"code": self.code, "detail": self.detail} if self.kind not in LISTEN_KINDS else {}),
         }
 
     @classmethod
@@ -53,6 +69,7 @@ class Event:
         name = obj.get("name")
         user = obj.get("user")
         addresses = obj.get("addresses") or []
+        code, detail = obj.get("code"), obj.get("detail")
         return cls(
             time=when,
             port=Port(port, protocol),
@@ -63,6 +80,8 @@ class Event:
             addresses=tuple(a for a in addresses if isinstance(a, str))
             if isinstance(addresses, list)
             else (),
+            code=code[:MAX_DETAIL] if isinstance(code, str) else None,
+            detail=detail[:MAX_DETAIL] if isinstance(detail, str) else None,
         )
 
 

@@ -1,8 +1,9 @@
 """Is the service healthy, not just listening? A short HTTP look, Bluesky-aware.
 
-Rules it keeps: loopback addresses only (a test proves others are refused), a 1 s timeout per
-request, run on a state change or on demand (never on every poll), and credentials only when
-the user set an API key for that port, sent as `Authorization: ApiKey <key>` and never logged.
+Rules it keeps: loopback addresses only (a test proves others are refused), a timeout per
+request (the status request waits a little longer, because bluesky-httpserver itself takes 2 s
+to say that its RE Manager is unreachable), and credentials only to the status and history
+endpoints of a Bluesky server, as `Authorization: ApiKey <key>`, never logged or shown.
 """
 
 from __future__ import annotations
@@ -19,16 +20,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trayapp.core.apikey import KeyChoice
+from trayapp.core.bluesky import OPENAPI_TITLE, HistoryItem, QueueStatus, parse_history
 from trayapp.core.model import PortState
 
 Health = Literal[
-    "ok", "http", "needs-key", "manager-unreachable", "not-http", "no-answer", "error", "skipped"
+    "ok",  # a Bluesky server whose RE Manager answered
+    "http",  # an HTTP server answered (below 500)
+    "server-error",  # HTTP 5xx
+    "needs-key",
+    "key-rejected",
+    "manager-unreachable",
+    "environment-failed",
+    "not-http",
+    "no-answer",
+    "error",
+    "skipped",
 ]
+Verdict = Literal["healthy", "unhealthy", "unchecked"]
+UNHEALTHY: frozenset[Health] = frozenset(
+    {
+        "server-error",
+        "needs-key",
+        "key-rejected",
+        "manager-unreachable",
+        "environment-failed",
+        "not-http",
+        "no-answer",
+        "error",
+    }
+)
 BLUESKY_HINTS = ("bluesky_httpserver", "bluesky-httpserver", "start-bluesky-httpserver")
 BLUESKY_PORTS = frozenset({60610})
-STATUS_FIELDS = ("manager_state", "items_in_queue", "items_in_history", "worker_environment_exists")
 MAX_BODY = 64 * 1024
+MAX_HISTORY_BODY = 8 * 1024 * 1024  # a busy beamline's history; more is not a history
+STATUS_TIMEOUT = 3.0  # bluesky-httpserver answers 408 after 2 s when its RE Manager is gone
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_OPENAPI_TITLE = re.compile(rb'"info"\s*:\s*\{[^{}]*?"title"\s*:\s*"([^"\\]{1,200})"')
 
 
 class NotLoopback(ValueError):
@@ -40,38 +68,52 @@ class ProbeResult:
     port: int
     host: str
     health: Health
-    summary: str  # one line for menus, tooltips and the CLI
+    summary: str  # one line for tooltips, windows and the CLI
     time: float = field(default_factory=time.time)
     status: int | None = None
     server: str | None = None
     title: str | None = None
-    bluesky: dict[str, Any] | None = None  # the /api/status fields we show
+    queue: QueueStatus | None = None  # a Bluesky server's /api/status, when it answered
+    # False: the port is not known to speak HTTP, so "not HTTP" or silence is no fault of it.
+    expected_http: bool = True
+    bluesky_server: bool = False  # identified as bluesky-httpserver (hints or /openapi.json)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.health == "skipped":
+            return "unchecked"
+        if self.health in ("not-http", "no-answer") and not self.expected_http:
+            return "unchecked"
+        return "unhealthy" if self.health in UNHEALTHY else "healthy"
 
     @property
     def short(self) -> str:
         """A few words for a menu line."""
-        if self.health == "ok":
-            state = (self.bluesky or {}).get("manager_state", "?")
-            return f"RE Manager {state}"
+        if self.health == "ok" and self.queue is not None:
+            return f"RE Manager {self.queue.line()}"
         return {
             "http": f"HTTP {self.status}" if self.status else "HTTP",
+            "server-error": f"HTTP {self.status}: server error",
             "needs-key": "needs an API key",
+            "key-rejected": "API key rejected",
             "manager-unreachable": "RE Manager unreachable",
-            "not-http": "not HTTP",
-            "no-answer": "not answering",
-            "skipped": "not probed",
-        }.get(self.health, "probe failed")
+            "environment-failed": "worker environment failed",
+            "not-http": "not HTTP" if self.expected_http else "no health check",
+            "no-answer": "not answering" if self.expected_http else "no health check",
+            "skipped": "not checked",
+        }.get(self.health, "check failed")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "host": self.host,
             "health": self.health,
+            "verdict": self.verdict,
             "summary": self.summary,
             "time": self.time,
             "http_status": self.status,
             "server": self.server,
             "title": self.title,
-            "bluesky": self.bluesky,
+            "bluesky": self.queue.to_json() if self.queue is not None else None,
         }
 
 
@@ -105,11 +147,6 @@ def loopback_for(addresses: Sequence[str]) -> str | None:
     return None
 
 
-def sendable_key(key: str) -> bool:
-    """An HTTP header value we can send: printable ASCII, no spaces or line breaks."""
-    return bool(key) and all(33 <= ord(ch) <= 126 for ch in key)
-
-
 def looks_like_bluesky(port: int, evidence: Sequence[str]) -> bool:
     text = " ".join(evidence).lower()
     return port in BLUESKY_PORTS or any(hint in text for hint in BLUESKY_HINTS)
@@ -120,9 +157,17 @@ class _Answer:
     status: int
     headers: dict[str, str]
     body: bytes
+    truncated: bool = False
 
 
-def _get(host: str, port: int, path: str, timeout: float, api_key: str | None) -> _Answer:
+def _get(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float,
+    api_key: str | None,
+    limit: int = MAX_BODY,
+) -> _Answer:
     """One GET, bounded by `timeout` as a whole: the socket timeout alone limits each read,
     so a server trickling a byte at a time could hold the probe for ever."""
     host = require_loopback(host)
@@ -137,8 +182,13 @@ def _get(host: str, port: int, path: str, timeout: float, api_key: str | None) -
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
-        body = response.read(MAX_BODY)
-        return _Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+        body = response.read(limit + 1)
+        return _Answer(
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            body[:limit],
+            truncated=len(body) > limit,
+        )
     except (OSError, http.client.HTTPException):
         if time.monotonic() >= deadline:
             raise TimeoutError(f"no complete answer within {timeout:g} s") from None
@@ -160,29 +210,36 @@ def probe(
     host: str = "127.0.0.1",
     *,
     timeout: float = 1.0,
-    api_key: str | None = None,
-    bluesky: bool = False,
+    api_key: str | KeyChoice | None = None,
+    bluesky: bool | None = False,
+    expected_http: bool = True,
 ) -> ProbeResult:
-    """Look at a TCP service on loopback. Raises NotLoopback for any other address."""
+    """Look at a TCP service on loopback. Raises NotLoopback for any other address.
+
+    bluesky: True when the owner is known to be bluesky-httpserver, None to find out from
+    its public /openapi.json (an owner hidden from us, or a renamed program)."""
     host = require_loopback(host)
-    if api_key is not None:
-        api_key = api_key.strip()
-        if not sendable_key(api_key):
-            # Never put the key (or an error quoting it) into a result, a log or the screen.
-            return ProbeResult(
-                port,
-                host,
-                "needs-key",
-                "the API key has characters that cannot be sent; set it again in Settings",
-            )
+    key = api_key if isinstance(api_key, KeyChoice) else KeyChoice.from_settings(api_key)
     try:
         answer = _get(host, port, "/", timeout, api_key=None)
     except TimeoutError:
-        return ProbeResult(port, host, "no-answer", f"no answer within {timeout:g} s")
+        return ProbeResult(
+            port,
+            host,
+            "no-answer",
+            f"no answer within {timeout:g} s",
+            expected_http=expected_http or bool(bluesky),
+        )
     except ConnectionRefusedError:
         return ProbeResult(port, host, "error", "connection refused")
     except (http.client.HTTPException, ConnectionError, UnicodeError):
-        return ProbeResult(port, host, "not-http", "answers, but not HTTP")
+        return ProbeResult(
+            port,
+            host,
+            "not-http",
+            "answers, but not HTTP",
+            expected_http=expected_http or bool(bluesky),
+        )
     except OSError as exc:
         return ProbeResult(port, host, "error", f"could not connect: {exc.strerror or exc}")
     server = answer.headers.get("server")
@@ -190,11 +247,26 @@ def probe(
     base = f"HTTP {answer.status}" + (f", {server}" if server else "")
     if title:
         base += f', "{title}"'
+    if bluesky is None:
+        bluesky = _openapi_title(host, port, timeout) == OPENAPI_TITLE
     if not bluesky:
+        health: Health = "server-error" if answer.status >= 500 else "http"
         return ProbeResult(
-            port, host, "http", base, status=answer.status, server=server, title=title
+            port, host, health, base, status=answer.status, server=server, title=title
         )
-    return _bluesky(port, host, timeout, api_key, answer.status, base, server, title)
+    return _bluesky(port, host, key, answer.status, base, server, title)
+
+
+def _openapi_title(host: str, port: int, timeout: float) -> str | None:
+    """FastAPI's schema names the application, and needs no credentials."""
+    try:
+        answer = _get(host, port, "/openapi.json", timeout, api_key=None)
+    except (OSError, http.client.HTTPException, UnicodeError):
+        return None
+    if answer.status != 200:
+        return None
+    match = _OPENAPI_TITLE.search(answer.body)
+    return match.group(1).decode("utf-8", "replace") if match else None
 
 
 def _title(body: bytes) -> str | None:
@@ -208,61 +280,115 @@ def _title(body: bytes) -> str | None:
 def _bluesky(
     port: int,
     host: str,
-    timeout: float,
-    api_key: str | None,
+    key: KeyChoice,
     root_status: int,
     base: str,
     server: str | None,
     title: str | None,
 ) -> ProbeResult:
     def result(health: Health, summary: str, **extra: Any) -> ProbeResult:
-        return ProbeResult(port, host, health, summary, server=server, title=title, **extra)
+        return ProbeResult(
+            port, host, health, summary, server=server, title=title, bluesky_server=True, **extra
+        )
 
+    if key.problem:
+        # Never put the key (or an error quoting it) into a result, a log or the screen.
+        return result("needs-key", f"Bluesky HTTP server up; {key.problem}")
     try:
-        answer = _get(host, port, "/api/status", timeout, api_key)
+        answer = _get(host, port, "/api/status", STATUS_TIMEOUT, key.key)
     except TimeoutError:
-        return result("manager-unreachable", "HTTP server up, RE Manager not answering (timeout)")
+        return result(
+            "manager-unreachable",
+            f"HTTP server up, RE Manager not answering (no status in {STATUS_TIMEOUT:g} s)",
+        )
     except (http.client.HTTPException, OSError) as exc:
-        return result("error", f"HTTP server up, /api/status failed: {exc}")
+        return result("error", f"HTTP server up, /api/status failed: {type(exc).__name__}")
     if answer.status in (401, 403):
-        need = "API key rejected" if api_key else "needs an API key (set one in Settings)"
-        return result("needs-key", f"Bluesky HTTP server up, {need}", status=answer.status)
+        if key.key:
+            return result(
+                "key-rejected",
+                f"Bluesky HTTP server up, the API key ({key.origin}) was rejected",
+                status=answer.status,
+            )
+        return result(
+            "needs-key",
+            "Bluesky HTTP server up, needs an API key (set one in Settings or "
+            "QSERVER_HTTP_SERVER_API_KEY)",
+            status=answer.status,
+        )
     if answer.status == 408:
         return result("manager-unreachable", "HTTP server up, RE Manager unreachable", status=408)
+    if answer.status >= 500:
+        return result(
+            "server-error",
+            f"Bluesky HTTP server error (HTTP {answer.status})",
+            status=answer.status,
+        )
     if answer.status != 200:
         # No Bluesky API here after all (say, a dev server on 60610): report what GET / said.
         summary = f"{base}; not a Bluesky server (/api/status: {answer.status})"
-        return result("http", summary, status=root_status)
+        return ProbeResult(
+            port, host, "http", summary, status=root_status, server=server, title=title
+        )
+    if answer.truncated:
+        return result("error", "HTTP server up, /api/status answer too large", status=200)
     try:
         data = json.loads(answer.body)
-    except ValueError:
-        return result("http", "HTTP server up, /api/status is not JSON", status=200)
-    if not isinstance(data, dict):
-        return result("http", "HTTP server up, unexpected /api/status answer", status=200)
-    fields = {key: data.get(key) for key in STATUS_FIELDS if key in data}
-    state = fields.get("manager_state", "?")
-    summary = (
-        f"RE Manager {state}, {fields.get('items_in_queue', '?')} queued, "
-        f"{fields.get('items_in_history', '?')} in history, worker environment "
-        + ("open" if fields.get("worker_environment_exists") else "closed")
-    )
-    return result("ok", summary, status=200, bluesky=fields)
+    except (ValueError, RecursionError):
+        return result("error", "HTTP server up, /api/status is not JSON", status=200)
+    queue = QueueStatus.from_json(data)
+    if queue is None:
+        return result("error", "HTTP server up, /api/status has no manager state", status=200)
+    health: Health = "environment-failed" if queue.environment_failed else "ok"
+    return result(health, queue.summary(), status=200, queue=queue)
 
 
-def probe_state(state: PortState, api_key: str | None = None, timeout: float = 1.0) -> ProbeResult:
-    """Probe a listening TCP port where its listeners can be reached on loopback."""
+def fetch_history(
+    port: int, host: str, api_key: str | None, timeout: float = STATUS_TIMEOUT
+) -> list[HistoryItem] | str:
+    """The plan history of a Bluesky server, oldest first, or why it could not be read."""
+    try:
+        answer = _get(host, port, "/api/history/get", timeout, api_key, limit=MAX_HISTORY_BODY)
+    except TimeoutError:
+        return f"no history within {timeout:g} s"
+    except (http.client.HTTPException, OSError, UnicodeError) as exc:
+        return f"history could not be read ({type(exc).__name__})"
+    if answer.status != 200:
+        return f"history answered HTTP {answer.status}"
+    if answer.truncated:
+        return f"history larger than {MAX_HISTORY_BODY // (1024 * 1024)} MiB, not read"
+    try:
+        items = parse_history(json.loads(answer.body))
+    except (ValueError, RecursionError):
+        items = None
+    return "history is not what a Bluesky server sends" if items is None else items
+
+
+def probe_state(
+    state: PortState,
+    api_key: str | KeyChoice | None = None,
+    timeout: float = 1.0,
+    *,
+    bluesky: bool | None = None,
+    expected_http: bool = False,
+) -> ProbeResult:
+    """Probe a listening TCP port where its listeners can be reached on loopback.
+    bluesky=None: decided from the owner (or, hidden or unknown, from /openapi.json)."""
     addresses = [listener.address for listener in state.listeners]
     port = state.port.number
     host = loopback_for(addresses)
     if host is None:
         where = ", ".join(dict.fromkeys(addresses)) or "no address"
         return ProbeResult(
-            port, "", "skipped", f"listens only on {where}; not probed (loopback only)"
+            port, "", "skipped", f"listens only on {where}; not checked (loopback only)"
         )
+    if bluesky is None and looks_like_bluesky(port, state.evidence):
+        bluesky = True
     return probe(
         port,
         host,
         timeout=timeout,
         api_key=api_key,
-        bluesky=looks_like_bluesky(port, state.evidence),
+        bluesky=bluesky,
+        expected_http=expected_http,
     )

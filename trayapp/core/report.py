@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trayapp.core.diagnosis import Finding
-from trayapp.core.events import Event, iso_time
+from trayapp.core.events import LISTEN_KINDS, Event, iso_time
 from trayapp.core.model import Listener, Owner, PortState, who_text
 from trayapp.core.probe import ProbeResult
 from trayapp.core.ranges import RangeInfo
@@ -219,6 +219,8 @@ def state_text(rep: PortReport) -> str:
 
 
 def event_text(event: Event) -> str:
+    if event.kind not in LISTEN_KINDS:
+        return f"{local_time(event.time)}  {event.port}  {event.kind}: {event.detail or event.code}"
     who = ""
     if event.pid is not None:
         who = f" {event.name or '?'} (pid {event.pid}" + (

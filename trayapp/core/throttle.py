@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from trayapp.core.events import Event
+from trayapp.core.events import LISTEN_KINDS, Event
 from trayapp.core.model import Port
 
 DEFAULT_WINDOW = 10.0
+MAX_LINES = 6
 
 
 @dataclass
@@ -33,8 +34,20 @@ class Throttle:
         if slot is None or now - slot.last_sent >= self.window:
             self._slots[event.port] = _PortSlot(last_sent=now)
             return event
-        count = event.count + (slot.pending.count if slot.pending else 0)
-        slot.pending = replace(event, count=count)
+        pending = slot.pending
+        count = event.count + (pending.count if pending else 0)
+        detail = event.detail
+        if pending is not None and pending.detail and detail and event.kind not in LISTEN_KINDS:
+            # Service news is not superseded by later news (a plan aborted, then the queue
+            # stopped): keep every line, the latest last.
+            lines = [*pending.detail.splitlines(), *detail.splitlines()]
+            detail = "\n".join(dict.fromkeys(lines[-MAX_LINES:]))
+            return self._hold(slot, replace(event, detail=detail, count=1))
+        return self._hold(slot, replace(event, count=count))
+
+    @staticmethod
+    def _hold(slot: _PortSlot, event: Event) -> None:
+        slot.pending = event
         return None
 
     def due(self, now: float) -> list[Event]:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trayapp.core.events import Event, iso_time
+from trayapp.core.events import LISTEN_KINDS, Event, iso_time
 from trayapp.core.model import Port
 
 DAY = 86400.0
@@ -51,6 +51,8 @@ def periods(events: Iterable[Event]) -> dict[Port, list[Period]]:
     set back; durations are clamped at zero there)."""
     by_port: dict[Port, list[Event]] = {}
     for event in events:
+        if event.kind not in LISTEN_KINDS:
+            continue  # health and service news do not start or end a listening period
         by_port.setdefault(event.port, []).append(event)
     result: dict[Port, list[Period]] = {}
     for port, port_events in by_port.items():

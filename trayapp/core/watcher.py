@@ -26,7 +26,8 @@ def primary_owner(state: PortState) -> Owner | None:
     return min(owners, key=lambda o: (o.create_time or float("inf"), o.pid))
 
 
-def _identity(state: PortState) -> tuple[object, ...]:
+def owner_identity(state: PortState) -> tuple[object, ...]:
+    """Who holds the port, as far as we can see: a new identity means a new service."""
     owner = primary_owner(state)
     if owner is not None:
         return ("pid", owner.pid, owner.create_time)
@@ -64,7 +65,7 @@ def diff(previous: Snapshot | None, current: Snapshot) -> list[Event]:
             events.append(_event("started", now, current.time))
         elif was.listening and not now.listening:
             events.append(_event("stopped", was, current.time))
-        elif now.listening and _identity(now) != _identity(was):
+        elif now.listening and owner_identity(now) != owner_identity(was):
             events.append(_event("owner-changed", now, current.time))
     return events
 

@@ -13,13 +13,16 @@ from pathlib import Path
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal
 
 from trayapp.core import config as cfg
+from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.events import Event
+from trayapp.core.health_monitor import HealthMonitor
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
 from trayapp.core.scanning import Scanner
+from trayapp.core.service_check import CheckOutcome, ServiceStore
 from trayapp.core.services import label_for
-from trayapp.ui.icons import IconState, overall_state
+from trayapp.core.status import IconState, overall_state
 from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,8 @@ class Controller(QObject):
     inspected = Signal(object, object)  # Port, PortReport | None
     action_done = Signal(int, object)  # pid, Outcome
     paused_changed = Signal(bool)
-    probed = Signal(object, object, object)  # Port, ProbeResult, previous ProbeResult | None
+    # Port, ProbeResult, CheckOutcome (None for a one-off check of a port not watched)
+    probed = Signal(object, object, object)
 
     # Queued requests to the worker threads (signals cross threads safely).
     _set_ports = Signal(list)
@@ -40,6 +44,7 @@ class Controller(QObject):
     _inspect = Signal(object)
     _terminate = Signal(int, object, bool)
     _probe = Signal(object, object)
+    _checked = Signal(object, object, object)  # from the health pool: Port, PortState, outcome
 
     def __init__(
         self,
@@ -49,6 +54,7 @@ class Controller(QObject):
         *,
         event_log: EventLog | None = None,
         extra_ports: list[Port] | None = None,
+        service_store: ServiceStore | None = None,
     ) -> None:
         super().__init__()
         self.config_path = config_path
@@ -61,6 +67,9 @@ class Controller(QObject):
         self._scan = ScanWorker(scanner_factory, self.ports(), config.interval, event_log)
         self._actions = ActionWorker()
         self._threads: list[QThread] = []
+        self._event_log = event_log
+        self._store = service_store
+        self.health: HealthMonitor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,12 +84,24 @@ class Controller(QObject):
         self._terminate.connect(self._actions.terminate)
         self._probe.connect(self._actions.probe)
         self._actions.probed.connect(self._on_probed)
+        self._checked.connect(self._on_checked)
+        # Checks report from pool threads; the signal queues them to the GUI thread.
+        self.health = HealthMonitor(
+            lambda port, state, outcome: self._checked.emit(port, state, outcome),
+            interval_for=self.health_interval,
+            key_for=self.key_for,
+            store=self._store,
+            event_log=self._event_log,
+        )
         self._threads = [
             start_thread(self._scan, "portwatch-scan", self._scan.start),
             start_thread(self._actions, "portwatch-actions"),
         ]
 
     def stop(self) -> None:
+        if self.health is not None:
+            self.health.close()
+            self.health = None
         if self._threads:
             QMetaObject.invokeMethod(self._scan, "stop", Qt.ConnectionType.BlockingQueuedConnection)
         for thread in self._threads:
@@ -103,6 +124,15 @@ class Controller(QObject):
         label = self.label(port)
         return f"{port.number} {label}" if label else str(port.number)
 
+    def health_interval(self, port: Port) -> float | None:
+        entry = self.config.watched(port)
+        return entry.health_interval if entry else cfg.DEFAULT_HEALTH_INTERVAL
+
+    def key_for(self, port: Port) -> KeyChoice:
+        """Read on every check, so a key file or environment change needs no restart."""
+        entry = self.config.watched(port)
+        return choose_key(entry.api_key if entry else None)
+
     def is_watched(self, port: Port) -> bool:
         return port in self.ports()
 
@@ -114,7 +144,7 @@ class Controller(QObject):
     def icon_state(self) -> IconState:
         if self.paused:
             return "none" if self.snapshot is None else overall_state(self.snapshot, False)
-        return overall_state(self.snapshot, self.error is not None)
+        return overall_state(self.snapshot, self.error is not None, self.probes)
 
     # -- what views ask for ----------------------------------------------------------------
     def inspect(self, port: Port) -> None:
@@ -124,17 +154,21 @@ class Controller(QObject):
         self._terminate.emit(pid, create_time, force)
 
     def probe(self, state: PortState) -> None:
-        """Check the service's health (on demand and on changes, never on every poll)."""
-        if state.listening and state.port.protocol == "tcp":
-            entry = self.config.watched(state.port)
-            self._probe.emit(state, entry.api_key if entry else None)
-        else:
+        """Check the service's health now: a watched port through its schedule, any other
+        port once."""
+        if not (state.listening and state.port.protocol == "tcp"):
             self.probes.pop(state.port, None)
+        elif self.is_watched(state.port) and self.health is not None:
+            self.health.recheck(state.port)
+        else:
+            self._probe.emit(state, self.key_for(state.port))
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         # Pausing stops the scans themselves, not just the notifications: idle means idle.
         self._set_ports.emit([] if paused else self.ports())
+        if self.health is not None:
+            self.health.set_paused(paused)
         self.paused_changed.emit(paused)
 
     def watch(self, port: Port, label: str = "") -> None:
@@ -157,6 +191,8 @@ class Controller(QObject):
             self._set_ports.emit(self.ports())
         if config.interval != old.interval:
             self._set_interval.emit(config.interval)
+        if self.health is not None and config.ports != old.ports:
+            self.health.recheck_all()  # a new key or interval takes effect at once
         self.config_changed.emit()
 
     # -- from the worker -------------------------------------------------------------------
@@ -171,6 +207,11 @@ class Controller(QObject):
         self.snapshot = snapshot
         self.error = None
         if not same:
+            for state in snapshot.states:
+                if not state.listening:
+                    self.probes.pop(state.port, None)
+            if self.health is not None and not self.paused:
+                self.health.update(snapshot.states)
             self.changed.emit()
 
     def _on_failed(self, message: str) -> None:
@@ -182,17 +223,21 @@ class Controller(QObject):
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
             log.info("%s %s pid=%s name=%s", event.port, event.kind, event.pid, event.name)
-            state = self.state(event.port)
-            if event.kind == "stopped":
-                self.probes.pop(event.port, None)
-            elif state is not None:
-                self.probe(state)
         self.events.emit(events)
 
+    def _on_checked(self, port: Port, state: PortState, outcome: CheckOutcome) -> None:
+        now = self.state(port)
+        if now is None or not now.listening:
+            return  # it stopped (or was unwatched) while we looked: the answer is stale
+        result = outcome.result
+        if outcome.health_news or outcome.notices:
+            log.info("%s health %s: %s", port, result.health, result.summary)
+        self.probes[port] = result
+        self.probed.emit(port, result, outcome)
+
     def _on_probed(self, port: Port, result: ProbeResult) -> None:
-        previous = self.probes.get(port)
         state = self.state(port)
         if state is not None and not state.listening:
             return  # it stopped while we probed: the answer is stale
         self.probes[port] = result
-        self.probed.emit(port, result, previous)
+        self.probed.emit(port, result, None)

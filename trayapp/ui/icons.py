@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
 
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
-from trayapp.core.model import Snapshot
 from trayapp.resources import resource_path
 
-IconState = Literal["all", "some", "none", "trouble"]
 SIZES = (16, 22, 24, 32, 48, 64)
-
-
-def overall_state(snapshot: Snapshot | None, failed: bool) -> IconState:
-    if failed or snapshot is None:
-        return "trouble"
-    listening = [state.listening for state in snapshot.states]
-    if listening and all(listening):
-        return "all"
-    return "some" if any(listening) else "none"
 
 
 def _render(name: str, size: int, mask: bool) -> QPixmap:

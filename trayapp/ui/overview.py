@@ -14,13 +14,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trayapp.core import report
+from trayapp.core import status
 from trayapp.core.model import Port
 from trayapp.ui.controller import Controller
 from trayapp.ui.icons import icon
 from trayapp.ui.shortcuts import close_on_escape
 
-COLUMNS = ("Port", "Label", "State", "Addresses")
+COLUMNS = ("Port", "Label", "State", "Health", "Addresses")
 
 
 class OverviewWindow(QWidget):
@@ -69,6 +69,7 @@ class OverviewWindow(QWidget):
         controller.changed.connect(self.refresh)
         controller.config_changed.connect(self.refresh)
         controller.paused_changed.connect(self.refresh)
+        controller.probed.connect(lambda *_: self.refresh())
         self.refresh()
         close_on_escape(self)
 
@@ -84,14 +85,19 @@ class OverviewWindow(QWidget):
         self.table.clear()
         for port in self.controller.ports():
             state = self.controller.state(port)
-            if self.controller.paused:
-                text, addresses = "paused", ""
-            elif state is None:
-                text, addresses = "checking...", ""
-            else:
-                text = report.summary(state)
-                addresses = ", ".join(dict.fromkeys(lst.address for lst in state.listeners))
-            item = QTreeWidgetItem([str(port), self.controller.label(port), text, addresses])
+            probe = self.controller.probes.get(port)
+            text = status.port_status(
+                state, None, paused=self.controller.paused, failed=bool(self.controller.error)
+            )
+            health = "" if self.controller.paused else status.health_words(probe, state)
+            addresses = (
+                ", ".join(dict.fromkeys(lst.address for lst in state.listeners)) if state else ""
+            )
+            item = QTreeWidgetItem(
+                [str(port), self.controller.label(port), text, health, addresses]
+            )
+            if probe is not None and state is not None and state.listening:
+                item.setToolTip(3, probe.summary)
             item.setData(0, Qt.ItemDataRole.UserRole, port)
             self.table.addTopLevelItem(item)
         for column in range(len(COLUMNS)):

@@ -10,10 +10,12 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from trayapp.core import report
+from trayapp.core import status
 from trayapp.core.events import Event
 from trayapp.core.model import Port
 from trayapp.core.probe import ProbeResult
+from trayapp.core.service_check import CheckOutcome
+from trayapp.core.status import notification_text
 from trayapp.core.throttle import Throttle
 from trayapp.platforms import current_os
 from trayapp.ui.controller import Controller
@@ -21,27 +23,6 @@ from trayapp.ui.icons import icon
 
 log = logging.getLogger(__name__)
 RECENT_S = 10.0  # a probe answer this soon after a notification is added to it
-
-
-def notification_text(event: Event, title: str) -> tuple[str, str]:
-    """(title, body) for one change, e.g. '60610 Bluesky Queue Server (HTTP API)' /
-    'now listening: uvicorn (pid 4242, user alice)'."""
-    if event.pid is not None:
-        who = f"{event.name or '?'} (pid {event.pid}" + (
-            f", user {event.username})" if event.username else ")"
-        )
-    elif event.username:
-        who = f"a process of user {event.username} (hidden without administrator rights)"
-    else:
-        who = "a hidden process"
-    body = {
-        "started": f"now listening: {who}",
-        "stopped": f"stopped: {who} no longer listens",
-        "owner-changed": f"new owner: {who}",
-    }[event.kind]
-    if event.count > 1:
-        body += f" ({event.count} changes in the last few seconds)"
-    return title, body
 
 
 class Tray(QObject):
@@ -66,6 +47,9 @@ class Tray(QObject):
         self.tray.activated.connect(self._on_activated)
         self.tray.messageClicked.connect(self._on_message_clicked)
         self.throttle = Throttle()
+        # Health and service news have their own flood limit: a start and its first health
+        # check a second later are two different things to say.
+        self.health_throttle = Throttle()
         self._clock = clock
         self._last_notified: Port | None = None
         self._flush_timer = QTimer(self)
@@ -113,17 +97,14 @@ class Tray(QObject):
         return [self.controller.error or "", *map(self.port_line, self.controller.ports())]
 
     def port_line(self, port: Port, *, long_health: bool = False) -> str:
-        title = self.controller.title(port)
-        state = self.controller.state(port)
-        if self.controller.paused:
-            return f"{title}: paused"
-        if state is None:
-            return f"{title}: checking..." if self.controller.error is None else f"{title}: unknown"
-        probe = self.controller.probes.get(port)
-        health = ""
-        if probe is not None and state.listening:
-            health = f" ({probe.summary})" if long_health else f" [{probe.short}]"
-        return f"{title}: {report.summary(state)}{health}"
+        text = status.port_status(
+            self.controller.state(port),
+            self.controller.probes.get(port),
+            paused=self.controller.paused,
+            failed=self.controller.error is not None,
+            long=long_health,
+        )
+        return f"{self.controller.title(port)}: {text}"
 
     def tooltip(self) -> str:
         lines = ["Port Watch"]
@@ -182,19 +163,7 @@ class Tray(QObject):
 
     # -- notifications ---------------------------------------------------------------------
     def wants(self, event: Event) -> bool:
-        config = self.controller.config
-        if not config.notifications:
-            return False
-        entry = config.watched(event.port)
-        if entry is None:
-            return True  # ports from the command line notify on every change
-        if entry.muted:
-            return False
-        if event.kind == "started":
-            return entry.notify_start
-        if event.kind == "stopped":
-            return entry.notify_stop
-        return entry.notify_start or entry.notify_stop
+        return status.wants_notification(self.controller.config, event)
 
     def notify(self, events: list[Event]) -> None:
         now = self._clock()
@@ -206,19 +175,24 @@ class Tray(QObject):
                 self._show(shown)
         self._schedule_flush(now)
 
-    def _on_probed(self, port: Port, result: ProbeResult, previous: ProbeResult | None) -> None:
-        """A notification when a service's health changes, e.g. its RE Manager went away."""
+    def _on_probed(self, port: Port, result: ProbeResult, outcome: CheckOutcome | None) -> None:
+        """A notification when a service's health changes (its RE Manager went away, it is
+        back) or it has news (a run paused, a plan aborted, the queue stopped)."""
         self.refresh()
-        if previous is None:
+        if outcome is None:
+            return  # a one-off check from a port window: shown there, not notified
+        notices = [notice.text for notice in outcome.notices]
+        news = outcome.health_news
+        if outcome.previous_health is None and news is None and not notices:
             self._add_health(port, result)
             return
-        if previous.health == result.health:
+        event = status.health_notification(port, result, news, notices)
+        if event is None or not self.wants(event):
             return
-        config = self.controller.config
-        entry = config.watched(port)
-        if not config.notifications or (entry is not None and entry.muted):
-            return
-        self._deliver(self.controller.title(port), f"health: {result.summary}", port, warn=True)
+        shown = self.health_throttle.offer(event, self._clock())
+        if shown is not None:
+            self._show(shown)
+        self._schedule_flush(self._clock())
 
     def _add_health(self, port: Port, result: ProbeResult) -> None:
         """The first probe after a start: update that start's notification in place, so it
@@ -233,19 +207,20 @@ class Tray(QObject):
 
     def _flush(self) -> None:
         now = self._clock()
-        for event in self.throttle.due(now):
+        for event in [*self.throttle.due(now), *self.health_throttle.due(now)]:
             if self.wants(event):
                 self._show(event)
         self._schedule_flush(now)
 
     def _schedule_flush(self, now: float) -> None:
-        wait = self.throttle.next_due(now)
-        if wait is not None:
-            self._flush_timer.start(int(wait * 1000) + 50)
+        waits = [self.throttle.next_due(now), self.health_throttle.next_due(now)]
+        due = [wait for wait in waits if wait is not None]
+        if due:
+            self._flush_timer.start(int(min(due) * 1000) + 50)
 
     def _show(self, event: Event) -> None:
         title, body = notification_text(event, self.controller.title(event.port))
-        self._deliver(title, body, event.port, warn=event.kind == "stopped")
+        self._deliver(title, body, event.port, warn=event.kind in ("stopped", "unhealthy"))
 
     def _deliver(self, title: str, body: str, port: Port, *, warn: bool) -> None:
         self._last_notified = port

@@ -11,13 +11,15 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
+from trayapp.core.apikey import KeyChoice
 from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, PortState
-from trayapp.core.probe import ProbeResult, probe_state
+from trayapp.core.probe import ProbeResult
 from trayapp.core.processes import terminate
 from trayapp.core.report import PortReport
 from trayapp.core.scanning import ScanError, Scanner
+from trayapp.core.service_check import ServiceMemory, run_check
 from trayapp.core.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -118,9 +120,10 @@ class ActionWorker(QObject):
     probed = Signal(object, object)  # Port, ProbeResult
 
     @Slot(object, object)
-    def probe(self, state: PortState, api_key: str | None) -> None:
+    def probe(self, state: PortState, key: KeyChoice) -> None:
+        """A one-off check of a port that is not watched (its window was opened)."""
         try:
-            result = probe_state(state, api_key)
+            result = run_check(state, ServiceMemory(), key).result
         except Exception as exc:  # a probe bug must not kill the thread
             log.exception("probe of %s failed", state.port)
             result = ProbeResult(state.port.number, "", "error", f"probe failed: {exc}")
