@@ -4,14 +4,25 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The real Bluesky Queue Server for the tests, apart from ours (see tests/bluesky_stack.py).
+BLUESKY_VENV ?= .venv-bluesky
+BLUESKY_STAMP := $(BLUESKY_VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bundle clean
+.PHONY: run test lint typecheck pytest bench bundle clean bluesky-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+$(BLUESKY_STAMP): tests/bluesky-requirements.txt
+	$(PYTHON) -m venv $(BLUESKY_VENV)
+	$(BLUESKY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BLUESKY_VENV)/bin/python -m pip install --quiet -r tests/bluesky-requirements.txt
+	touch $(BLUESKY_STAMP)
+
+bluesky-venv: $(BLUESKY_STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m trayapp
@@ -24,8 +35,8 @@ lint: $(STAMP)
 
 typecheck: lint
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest
+pytest: $(STAMP) $(BLUESKY_STAMP)
+	BLUESKY_VENV=$(BLUESKY_VENV) $(BIN)/python -m pytest
 
 test: lint pytest
 
@@ -37,4 +48,4 @@ bundle: $(STAMP)
 	$(BIN)/python packaging/build_bundle.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) $(BLUESKY_VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -94,18 +94,18 @@ class BlueskyStack:
 
     # -- processes -------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Any:
-        log = (self.workdir / f"{name}.log").open("ab")
         # Its own session, so stop() reaches the children too (the RE Manager's 60615 is held
-        # by a child of the started pid).
-        return subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            cwd=self.workdir,
-            start_new_session=True,
-        )
+        # by a child of the started pid). The child keeps the log open; we need not.
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=self.workdir,
+                start_new_session=True,
+            )
 
     def start(self) -> BlueskyStack:
         reason = missing()

@@ -74,7 +74,7 @@ def test_check_real_http_server_with_probe(portwatch_home: Path) -> None:
     assert "http.server" in entry["listeners"][0]["cmdline"]
     assert entry["probe"]["health"] == "http" and entry["probe"]["http_status"] == 200
     assert human.returncode == 0
-    assert f"pid {child.pid}" in human.stdout and "health: HTTP 200" in human.stdout
+    assert f"pid {child.pid}" in human.stdout and "health: healthy: HTTP 200" in human.stdout
 
 
 def test_check_free_port_exits_1() -> None:

@@ -14,14 +14,17 @@ from typing import NoReturn
 from trayapp import __version__
 from trayapp.core import config as cfg
 from trayapp.core import paths, report, timeline
+from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.events import Event, parse_iso_time
+from trayapp.core.health_monitor import HealthMonitor, outcome_events
 from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
-from trayapp.core.model import Port, Snapshot
+from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
 from trayapp.core.ranges import explain_port, explanation_text
 from trayapp.core.scanning import ScanError, Scanner
+from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.services import label_for
 from trayapp.core.watcher import Watcher
 
@@ -80,6 +83,15 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
 
 
 _interval = _seconds(0.05, 3600)
+
+
+def _health_interval(text: str) -> float | None:
+    try:
+        return cfg.parse_health_interval(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("'health_interval'", "it")) from None
+
+
 _timeout = _seconds(0, 7 * 86400)
 
 
@@ -135,9 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_interval, default=1.0, help="seconds between scans")
     watch.add_argument("--json", action="store_true", help="JSON Lines, as in events.jsonl")
     watch.add_argument("--log", action="store_true", help="also append to the events log")
+    watch.add_argument(
+        "--health-interval",
+        type=_health_interval,
+        default=cfg.DEFAULT_HEALTH_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between health checks of listening ports (2-600, or off; default 10)",
+    )
 
     wait = sub.add_parser("wait", help="exit 0 once every port listens, 1 on timeout")
     wait.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
+    wait.add_argument(
+        "--healthy",
+        action="store_true",
+        help="also wait until each service passes its health check (a Bluesky server: its "
+        "RE Manager answers); a port with no health check only needs to listen",
+    )
     wait.add_argument("--timeout", type=_timeout, required=True, help="seconds to wait at most")
     wait.add_argument("--interval", type=_interval, default=0.25, help="seconds between scans")
 
@@ -248,24 +273,83 @@ def cmd_watch(args: argparse.Namespace) -> int:
             print(json.dumps(event.to_json()) if args.json else report.event_text(event))
         sys.stdout.flush()
 
+    printing = threading.Lock()
+
+    def on_poll_and_check(snapshot: Snapshot | None, events: list[Event]) -> None:
+        with printing:
+            on_poll(snapshot, events)
+        if snapshot is not None and monitor is not None:
+            monitor.update(snapshot.states)
+
+    def on_outcome(port: Port, _state: PortState, outcome: CheckOutcome) -> None:
+        lines = []
+        if outcome.previous_health is None and outcome.health_news is None:
+            result = outcome.result
+            verdict = "no health check" if result.verdict == "unchecked" else result.verdict
+            lines.append(
+                f"{report.local_time(result.time)}  {port}  health: {verdict}: {result.summary}"
+            )
+        for event in outcome_events(port, outcome):
+            lines.append(json.dumps(event.to_json()) if args.json else report.event_text(event))
+        if args.json:
+            lines = [line for line in lines if line.startswith("{")]
+        with printing:
+            for line in lines:
+                print(line)
+            sys.stdout.flush()
+
+    monitor = _health_monitor(args, log, settings=_saved_settings(), on_outcome=on_outcome)
     try:
-        watcher.run(args.interval, on_poll, stop)
+        watcher.run(args.interval, on_poll_and_check, stop)
     except KeyboardInterrupt:
         pass
     finally:
+        if monitor is not None:
+            monitor.close()
         watcher.scanner.close()
     return EXIT_OK
+
+
+def _health_monitor(
+    args: argparse.Namespace,
+    log: EventLog | None,
+    settings: cfg.Config,
+    on_outcome: Callable[[Port, PortState, CheckOutcome], None] | None = None,
+) -> HealthMonitor | None:
+    if args.health_interval is None or on_outcome is None:
+        return None
+
+    def key_for(port: Port) -> KeyChoice:
+        entry = settings.watched(port)
+        return choose_key(entry.api_key if entry else None)
+
+    return HealthMonitor(
+        on_outcome,
+        interval_for=lambda _port: args.health_interval,
+        key_for=key_for,
+        event_log=log,
+    )
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     ports = _ports(args.specs)
     scanner = _scanner()
     deadline = time.monotonic() + args.timeout
+    settings = _saved_settings() if args.healthy else None
+    memories: dict[Port, ServiceMemory] = {}
+    last_check = 0.0
     try:
         while True:
             try:
-                if all(s.listening for s in scanner.scan(ports).states):
-                    return EXIT_OK
+                states = scanner.scan(ports).states
+                if all(s.listening for s in states):
+                    if settings is None:
+                        return EXIT_OK
+                    # Health checks are HTTP requests: at most one round a second.
+                    if time.monotonic() - last_check >= HEALTH_WAIT_S:
+                        last_check = time.monotonic()
+                        if all(_healthy(state, settings, memories) for state in states):
+                            return EXIT_OK
             except ScanError:
                 pass  # a failed scan proves nothing either way: try again
             left = deadline - time.monotonic()
@@ -276,6 +360,19 @@ def cmd_wait(args: argparse.Namespace) -> int:
         return EXIT_FREE
     finally:
         scanner.close()
+
+
+HEALTH_WAIT_S = 1.0
+
+
+def _healthy(state: PortState, settings: cfg.Config, memories: dict[Port, ServiceMemory]) -> bool:
+    """Healthy, or nothing to check (UDP, a service that is not HTTP): listening is all."""
+    if state.port.protocol != "tcp":
+        return True
+    entry = settings.watched(state.port)
+    memory = memories.setdefault(state.port, ServiceMemory())
+    outcome = run_check(state, memory, choose_key(entry.api_key if entry else None))
+    return outcome.result.verdict != "unhealthy"
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -848,6 +848,15 @@ class Desktop:
         )
         return [dict(item) for item in history if isinstance(item, dict)]
 
+    def close_notifications(self) -> None:
+        """Close every popup dunst shows (`dunstctl close-all`): a popup drawn over the panel
+        hides the tray icon's pixels."""
+        self.dbus_call(
+            "org.freedesktop.Notifications",
+            "/org/freedesktop/Notifications",
+            "org.dunstproject.cmd0.NotificationCloseAll",
+        )
+
     def dunst_displayed(self) -> int:
         """How many notifications dunst shows right now (`dunstctl count displayed`)."""
         (count,) = self.dbus_call(

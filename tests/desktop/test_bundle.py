@@ -114,6 +114,7 @@ def test_bundle_has_its_resources_and_desktop_files(bundle: Path) -> None:
         "none.svg",
         "some.svg",
         "trouble.svg",
+        "unhealthy.svg",
     ]
     share = folder / "share"
     assert (share / "applications" / "org.portwatch.PortWatch.desktop").is_file()

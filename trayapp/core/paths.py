@@ -43,3 +43,8 @@ def config_file() -> Path:
 
 def events_file() -> Path:
     return data_dir() / "events.jsonl"
+
+
+def service_state_file() -> Path:
+    """What the health checks remember between runs (last queue status, last plan seen)."""
+    return data_dir() / "service-state.json"

@@ -77,6 +77,7 @@ class ProbeResult:
     # False: the port is not known to speak HTTP, so "not HTTP" or silence is no fault of it.
     expected_http: bool = True
     bluesky_server: bool = False  # identified as bluesky-httpserver (hints or /openapi.json)
+    key_origin: str | None = None  # where the API key sent came from (never the key)
 
     @property
     def verdict(self) -> Verdict:
@@ -114,6 +115,7 @@ class ProbeResult:
             "server": self.server,
             "title": self.title,
             "bluesky": self.queue.to_json() if self.queue is not None else None,
+            "api_key_from": self.key_origin,
         }
 
 
@@ -288,7 +290,15 @@ def _bluesky(
 ) -> ProbeResult:
     def result(health: Health, summary: str, **extra: Any) -> ProbeResult:
         return ProbeResult(
-            port, host, health, summary, server=server, title=title, bluesky_server=True, **extra
+            port,
+            host,
+            health,
+            summary,
+            server=server,
+            title=title,
+            bluesky_server=True,
+            key_origin=key.origin if key.key else None,
+            **extra,
         )
 
     if key.problem:

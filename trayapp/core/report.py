@@ -168,6 +168,14 @@ def _status_counts(state: PortState) -> dict[str, int]:
     return counts
 
 
+VERDICT_WORDS = {"healthy": "healthy", "unhealthy": "UNHEALTHY", "unchecked": "no health check"}
+
+
+def health_sentence(probe: ProbeResult) -> str:
+    """'healthy: RE Manager idle, ... (checked 10:42:07)', for windows and the CLI."""
+    return f"{VERDICT_WORDS[probe.verdict]}: {probe.summary} (checked {local_time(probe.time)})"
+
+
 def listener_lines(listener: Listener, now: float | None = None) -> list[str]:
     where = f"{_host(listener.address)}:{listener.port}"
     head = f"{where}  {listener.protocol.upper()} {FAMILY_TEXT.get(listener.family, '')}"
@@ -200,7 +208,16 @@ def state_text(rep: PortReport) -> str:
     if rep.service:
         lines.append(f"  known use: {service_text(rep.service)}. {rep.service.description}")
     if rep.probe:
-        lines.append(f"  health: {rep.probe.summary} (checked {local_time(rep.probe.time)})")
+        lines.append(f"  health: {health_sentence(rep.probe)}")
+        queue = rep.probe.queue
+        if queue is not None:
+            lines.append(
+                f"  queue: {queue.line()}; RE state {queue.re_state or '-'}, "
+                f"{queue.items_in_history if queue.items_in_history is not None else '?'} in "
+                f"history, autostart {'on' if queue.queue_autostart_enabled else 'off'}"
+            )
+        if rep.probe.key_origin:
+            lines.append(f"  API key from {rep.probe.key_origin}")
     counts = _status_counts(state)
     if counts:
         text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -124,8 +124,11 @@ def run_check(
     notices: list[Notice] = []
     problem = None
     if result.queue is not None:
-        notices.extend(status_notices(memory.queue, result.queue))
         problem = _read_history(result, memory, key, notices, history)
+        # Changes count only between two looks in a row: after an outage the health line
+        # ("healthy again: RE Manager idle, environment closed") already tells the state.
+        seen_before = memory.queue if previous in ("ok", "environment-failed") else None
+        notices.extend(status_notices(seen_before, result.queue))
         memory.queue = result.queue
     return CheckOutcome(result, previous, tuple(notices), problem)
 

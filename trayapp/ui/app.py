@@ -19,6 +19,7 @@ from trayapp.core import paths
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
+from trayapp.core.service_check import ServiceStore
 from trayapp.platforms import current_os, integration
 from trayapp.platforms.autostart import autostart_for
 from trayapp.platforms.dbus_notify import dbus_notifier
@@ -230,6 +231,7 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         create_scanner,
         event_log=EventLog(paths.events_file()),
         extra_ports=extra_ports,
+        service_store=ServiceStore.load(paths.service_state_file()),
     )
     app = PortWatchApp(qapp, controller)
     instance.command.connect(lambda _cmd: app.show_overview())

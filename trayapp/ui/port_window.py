@@ -278,7 +278,7 @@ class PortWindow(QWidget):
         if probe is None or not (self.state and self.state.listening):
             self.health.setText("")
             return
-        self.health.setText(f"Health: {probe.summary} (checked {report.local_time(probe.time)})")
+        self.health.setText(f"Health: {report.health_sentence(probe)}")
 
     def _show_diagnosis(self) -> None:
         findings = self.report.findings if self.report else ()

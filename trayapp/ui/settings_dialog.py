@@ -25,14 +25,41 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp.core import config as cfg
+from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
+from trayapp.core.apikey import ENV_KEY, ENV_KEYFILE, choose_key, clean_key
 from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, format_ports, parse_ports
 from trayapp.platforms.autostart import Autostart, AutostartError, default_command
 from trayapp.ui.controller import Controller
 
 log = logging.getLogger(__name__)
-PORT, LABEL, ON_START, ON_STOP, MUTED, API_KEY = range(6)
-HEADERS = ("Port", "Label", "Notify on start", "Notify on stop", "Muted", "API key")
+PORT, LABEL, ON_START, ON_STOP, MUTED, HEALTH, API_KEY = range(7)
+HEADERS = (
+    "Port",
+    "Label",
+    "Notify on start",
+    "Notify on stop",
+    "Muted",
+    "Health check (s)",
+    "API key",
+)
+HEALTH_HELP = (
+    "Seconds between health checks while the port listens (2-600), or off. A check looks at "
+    "an HTTP service on this machine; for a Bluesky server it reads the RE Manager's status."
+)
+
+
+def key_source_note() -> str:
+    """Where the key comes from for a port whose row has none (the Bluesky convention)."""
+    inherited = choose_key(None)
+    if inherited.problem:
+        return f"Ports without a key here: {inherited.problem}; no key is sent."
+    if inherited.key:
+        return f"Ports without a key here use the key from {inherited.origin}."
+    return (
+        f"A Bluesky server asks for an API key: give it here, or set {ENV_KEY} or "
+        f"{ENV_KEYFILE} as for the other Bluesky tools. Keys are only sent to this machine."
+    )
 
 
 def _check_item(checked: bool) -> QTableWidgetItem:
@@ -71,6 +98,10 @@ class SettingsDialog(QDialog):
         self.error.setStyleSheet("color: #b91c1c;")
         self.error.setWordWrap(True)
         layout.addWidget(self.error)
+        self.key_note = QLabel(key_source_note())
+        self.key_note.setObjectName("key_note")
+        self.key_note.setWordWrap(True)
+        layout.addWidget(self.key_note)
 
         form = QFormLayout()
         self.inputs: dict[str, QDoubleSpinBox | QCheckBox] = {}
@@ -118,9 +149,18 @@ class SettingsDialog(QDialog):
         self.table.setItem(row, ON_START, _check_item(entry.notify_start if entry else True))
         self.table.setItem(row, ON_STOP, _check_item(entry.notify_stop if entry else True))
         self.table.setItem(row, MUTED, _check_item(entry.muted if entry else False))
+        interval = entry.health_interval if entry else cfg.DEFAULT_HEALTH_INTERVAL
+        health = QTableWidgetItem(cfg.health_interval_text(interval))
+        health.setToolTip(HEALTH_HELP)
+        self.table.setItem(row, HEALTH, health)
         key = QLineEdit(entry.api_key or "" if entry else "")
         key.setEchoMode(QLineEdit.EchoMode.Password)
-        key.setPlaceholderText("only for a server that asks")
+        inherited = choose_key(None)
+        key.setPlaceholderText(
+            f"from {inherited.origin}" if inherited.key else "only for a server that asks"
+        )
+        key.setAccessibleName(f"API key, row {row + 1}")
+        key.textChanged.connect(self.validate)
         self.table.setCellWidget(row, API_KEY, key)
         self.table.blockSignals(False)
         port_item = self.table.item(row, PORT)
@@ -155,6 +195,13 @@ class SettingsDialog(QDialog):
                 return [], f"Row {row + 1}: {exc}"
             key_widget = self.table.cellWidget(row, API_KEY)
             api_key = key_widget.text().strip() if isinstance(key_widget, QLineEdit) else ""
+            if api_key and clean_key(api_key) is None:
+                return [], f"Row {row + 1}: the API key must be {KEY_ALLOWED}"
+            try:
+                health = cfg.parse_health_interval(self._text(row, HEALTH))
+            except ValueError as exc:
+                why = str(exc).replace("'health_interval'", "the health check")
+                return [], f"Row {row + 1}: {why}"
             for port in ports:
                 if port in result:
                     return [], f"Row {row + 1}: port {port} is listed twice"
@@ -165,6 +212,7 @@ class SettingsDialog(QDialog):
                     notify_stop=self._checked(row, ON_STOP),
                     muted=self._checked(row, MUTED),
                     api_key=api_key or None,
+                    health_interval=health,
                 )
         if len(result) > cfg.MAX_WATCHED:
             return [], f"At most {cfg.MAX_WATCHED} ports can be watched"
