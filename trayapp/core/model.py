@@ -130,6 +130,7 @@ class Snapshot:
     # Scanning trouble worth showing (permission problems, a backend that failed).
     problems: tuple[str, ...] = ()
     backend: str = ""
+    duration: float | None = None  # seconds the scan took, when the caller timed it
 
     def state(self, port: Port) -> PortState:
         for state in self.states:
