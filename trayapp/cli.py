@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from trayapp import __version__
 from trayapp.core import config as cfg
-from trayapp.core import paths, report, timeline
+from trayapp.core import metrics, nagios, paths, report, textfile, timeline
+from trayapp.core import prometheus_config as promconf
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.events import Event, parse_iso_time
 from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, Snapshot
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
+from trayapp.core.probe import ProbeResult, probe_state
 from trayapp.core.ranges import explain_port, explanation_text
-from trayapp.core.scanning import ScanError, Scanner
+from trayapp.core.scanning import ScanError, Scanner, timed_scan
 from trayapp.core.services import label_for
 from trayapp.core.watcher import Watcher
 
@@ -80,6 +84,7 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
 
 
 _interval = _seconds(0.05, 3600)
+_refresh = _seconds(1, textfile.REFRESH_S)
 _timeout = _seconds(0, 7 * 86400)
 
 
@@ -119,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="don't look at the service's health (HTTP on loopback, 1 s at most per port)",
     )
+    check.add_argument(
+        "--nagios",
+        action="store_true",
+        help="a Nagios/Icinga plugin: one status line with perfdata, "
+        "exit 0 OK, 1 WARNING (unhealthy), 2 CRITICAL, 3 UNKNOWN (bad input, scan failed)",
+    )
+    check.add_argument(
+        "--expect",
+        choices=("listening", "free"),
+        default="listening",
+        help="what is right for the ports (default listening; 'free': the ports must stay free)",
+    )
 
     explain = sub.add_parser("explain", help="what a port's range is for")
     explain.add_argument("port", metavar="PORT", help="a port number, optionally /tcp or /udp")
@@ -135,6 +152,74 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_interval, default=1.0, help="seconds between scans")
     watch.add_argument("--json", action="store_true", help="JSON Lines, as in events.jsonl")
     watch.add_argument("--log", action="store_true", help="also append to the events log")
+    watch.add_argument(
+        "--textfile",
+        metavar="DIR",
+        help=f"keep DIR/{textfile.FILE_NAME} current for node_exporter's textfile collector",
+    )
+    watch.add_argument(
+        "--refresh",
+        type=_refresh,
+        default=textfile.REFRESH_S,
+        help="with --textfile: rewrite the file (and check health again) at least this often, "
+        f"in seconds (default {textfile.REFRESH_S:g}); changes are written at once",
+    )
+    watch.add_argument(
+        "--no-probe",
+        dest="probe",
+        action="store_false",
+        help="with --textfile: don't check the services' health",
+    )
+
+    metrics_cmd = sub.add_parser(
+        "metrics", help="Prometheus metrics of these ports (default: the watched ports)"
+    )
+    metrics_cmd.add_argument("specs", nargs="*", metavar="SPEC", help=SPEC_HELP)
+    metrics_cmd.add_argument(
+        "--textfile",
+        metavar="DIR",
+        help=f"write DIR/{textfile.FILE_NAME} atomically instead of printing "
+        "(node_exporter --collector.textfile.directory)",
+    )
+    metrics_cmd.add_argument(
+        "--no-probe",
+        dest="probe",
+        action="store_false",
+        help="don't check the services' health (HTTP on loopback, 1 s at most per port)",
+    )
+
+    promconf_cmd = sub.add_parser(
+        "prometheus-config",
+        help="blackbox_exporter modules and scrape jobs for a central Prometheus",
+    )
+    promconf_cmd.add_argument(
+        "specs", nargs="*", metavar="SPEC", help="ports to probe (default: the watched ports)"
+    )
+    promconf_cmd.add_argument(
+        "--host",
+        action="append",
+        metavar="HOST",
+        help="a machine to probe, as Prometheus reaches it; repeat for more "
+        "(default: this machine's name)",
+    )
+    promconf_cmd.add_argument(
+        "--exporter",
+        default=promconf.DEFAULT_EXPORTER,
+        metavar="HOST:PORT",
+        help=f"where blackbox_exporter listens, seen from Prometheus (default "
+        f"{promconf.DEFAULT_EXPORTER})",
+    )
+    promconf_cmd.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="the file on the Prometheus server holding the Bluesky API key "
+        "(referred to, never copied into the output)",
+    )
+    promconf_cmd.add_argument(
+        "--only",
+        choices=("blackbox", "scrape"),
+        help="print only blackbox.yml's modules or only the scrape jobs",
+    )
 
     wait = sub.add_parser("wait", help="exit 0 once every port listens, 1 on timeout")
     wait.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
@@ -161,7 +246,43 @@ def _saved_settings() -> cfg.Config:
     return cfg.load(paths.config_file(), repair=False).config
 
 
+def _labels(ports: Sequence[Port], settings: cfg.Config) -> dict[Port, str]:
+    labels = {}
+    for port in ports:
+        entry = settings.watched(port)
+        labels[port] = entry.label if entry and entry.label else (label_for(*_key(port)) or "")
+    return labels
+
+
+def _probe_all(snapshot: Snapshot, settings: cfg.Config) -> dict[Port, ProbeResult]:
+    """Health of every listening TCP port (HTTP on loopback, a second or two per port)."""
+    results = {}
+    for state in snapshot.states:
+        if state.listening and state.port.protocol == "tcp":
+            entry = settings.watched(state.port)
+            results[state.port] = probe_state(state, entry.api_key if entry else None)
+    return results
+
+
+def _textfile_folder(text: str) -> Path:
+    try:
+        return textfile.check_folder(text)
+    except textfile.TextfileError as exc:
+        raise UsageError(f"--textfile: {exc}") from None
+
+
+def _configured_ports(specs: Sequence[str], settings: cfg.Config) -> list[Port]:
+    ports = _ports(specs) if specs else [entry.port for entry in settings.ports]
+    if not ports:
+        raise UsageError(
+            "no ports given and none watched in Settings: give SPEC (" + SPEC_HELP + ")"
+        )
+    return ports
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.nagios:
+        return _check_nagios(args)
     ports = _ports(args.specs)
     scanner = _scanner()
     try:
@@ -187,7 +308,101 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("\n\n".join(report.state_text(r) for r in reports))
         for problem in snapshot.problems:
             print(f"note: {problem}", file=sys.stderr)
-    return EXIT_OK if all(s.listening for s in snapshot.states) else EXIT_FREE
+    want = args.expect == "listening"
+    return EXIT_OK if all(s.listening == want for s in snapshot.states) else EXIT_FREE
+
+
+def _check_nagios(args: argparse.Namespace) -> int:
+    if args.json:
+        raise UsageError("--nagios and --json do not go together: choose one output")
+    ports = _ports(args.specs)
+    scanner = _scanner()
+    try:
+        snapshot = timed_scan(scanner, ports)
+    except ScanError as exc:
+        result = nagios.unknown(f"could not scan: {exc}")
+        sys.stdout.write(result.output)
+        return result.code
+    finally:
+        scanner.close()
+    settings = _saved_settings()
+    probes = _probe_all(snapshot, settings) if args.probe and args.expect == "listening" else {}
+    result = nagios.evaluate(
+        snapshot, expect=args.expect, probes=probes, labels=_labels(ports, settings)
+    )
+    sys.stdout.write(result.output)
+    return result.code
+
+
+def _wants_nagios(argv: Sequence[str]) -> bool:
+    """`check --nagios` answers bad input as a plugin must: UNKNOWN on stdout, exit 3. Looked
+    for in the raw arguments, because argparse may reject them before --nagios is parsed."""
+    if not argv or argv[0] != "check":
+        return False
+    options = list(argv[1:])
+    if "--" in options:
+        options = options[: options.index("--")]
+    return any(len(arg) >= 4 and "--nagios".startswith(arg) for arg in options)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    folder = _textfile_folder(args.textfile) if args.textfile is not None else None
+    settings = _saved_settings()
+    ports = _configured_ports(args.specs, settings)
+    scanner = _scanner()
+    try:
+        snapshot = timed_scan(scanner, ports)
+    except ScanError as exc:
+        print(f"portwatch metrics: could not scan: {exc}", file=sys.stderr)
+        return EXIT_SCAN_FAILED
+    finally:
+        scanner.close()
+    probes = _probe_all(snapshot, settings) if args.probe else {}
+    text = metrics.render(snapshot, labels=_labels(ports, settings), probes=probes)
+    if folder is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        textfile.write(folder, text)
+    except OSError as exc:
+        print(
+            f"portwatch metrics: could not write {folder / textfile.FILE_NAME}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_SCAN_FAILED
+    return EXIT_OK
+
+
+def cmd_prometheus_config(args: argparse.Namespace) -> int:
+    settings = _saved_settings()
+    ports = _configured_ports(args.specs, settings)
+    try:
+        hosts = [promconf.host_text(host) for host in args.host or [socket.gethostname()]]
+        exporter = promconf.exporter_text(args.exporter)
+        key_file = promconf.key_file_text(args.api_key_file) if args.api_key_file else None
+    except promconf.ConfigInputError as exc:
+        raise UsageError(str(exc)) from None
+    labels = _labels(ports, settings)
+    targets = [
+        promconf.Target(port, labels[port], promconf.is_bluesky(port, labels[port]))
+        for port in ports
+    ]
+    parts = []
+    if args.only != "scrape":
+        parts.append(promconf.blackbox_modules(targets, key_file))
+    if args.only != "blackbox":
+        parts.append(promconf.scrape_jobs(targets, hosts, exporter))
+    sys.stdout.write("\n".join(parts))
+    keyed = [
+        str(t.port) for t in targets if t.bluesky and (e := settings.watched(t.port)) and e.api_key
+    ]
+    if keyed and key_file is None and args.only != "scrape":
+        print(
+            f"note: {', '.join(keyed)} has an API key in Settings; give "
+            "--api-key-file PATH (a file on the Prometheus server holding it) to send it",
+            file=sys.stderr,
+        )
+    return EXIT_OK
 
 
 def _key(port: Port) -> tuple[int, str]:
@@ -228,12 +443,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     ports = _ports(args.specs)
+    folder = _textfile_folder(args.textfile) if args.textfile is not None else None
+    if folder is not None and args.interval > args.refresh:
+        raise UsageError(
+            f"--interval {args.interval:g} is longer than the textfile refresh "
+            f"({args.refresh:g} s): use an interval of at most {args.refresh:g} s"
+        )
     log = EventLog(paths.events_file()) if args.log else None
     watcher = Watcher(_scanner(), ports, log=log)
     stop = threading.Event()
     reported: list[str | None] = [None]
+    export = (
+        _TextfileExport(folder, ports, _saved_settings(), args.refresh, args.probe)
+        if folder is not None
+        else None
+    )
 
     def on_poll(snapshot: Snapshot | None, events: list[Event]) -> None:
+        if export is not None:
+            export.update(watcher.last, snapshot is not None, events)
         if snapshot is not None and reported[0] is None and not args.json:
             for state in snapshot.states:
                 print(
@@ -255,6 +483,58 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         watcher.scanner.close()
     return EXIT_OK
+
+
+class _TextfileExport:
+    """`watch --textfile`: the metrics file, rewritten on every change (and health change),
+    and at least every `refresh` seconds, when health is also checked again."""
+
+    def __init__(
+        self, folder: Path, ports: list[Port], settings: cfg.Config, refresh: float, probe: bool
+    ) -> None:
+        self.folder = folder
+        self.settings = settings
+        self.labels = _labels(ports, settings)
+        self.changes = metrics.ChangeCounter(ports)
+        self.refresh = textfile.Refresh(refresh)
+        self.probe = probe
+        self.probes: dict[Port, ProbeResult] = {}
+        self.error: str | None = None
+
+    def update(self, snapshot: Snapshot | None, scanned: bool, events: list[Event]) -> None:
+        self.changes.add(events)
+        if snapshot is None:
+            return  # nothing scanned yet: no file rather than one that says nothing
+        due = self.refresh.due(bool(events))
+        if self.probe and scanned:
+            before = {port: (r.health, r.status, r.bluesky) for port, r in self.probes.items()}
+            self._probe(snapshot, recheck=due, changed={event.port for event in events})
+            after = {port: (r.health, r.status, r.bluesky) for port, r in self.probes.items()}
+            due = due or before != after
+        if not due:
+            return
+        text = metrics.render(
+            snapshot, labels=self.labels, probes=self.probes, changes=self.changes
+        )
+        try:
+            textfile.write(self.folder, text)
+        except OSError as exc:
+            message = f"could not write {self.folder / textfile.FILE_NAME}: {exc}"
+            if message != self.error:
+                print(f"portwatch watch: {message}", file=sys.stderr)
+            self.error = message
+            return
+        self.error = None
+        self.refresh.done()
+
+    def _probe(self, snapshot: Snapshot, recheck: bool, changed: set[Port]) -> None:
+        for state in snapshot.states:
+            port = state.port
+            if not state.listening or port.protocol != "tcp":
+                self.probes.pop(port, None)
+            elif recheck or port in changed or port not in self.probes:
+                entry = self.settings.watched(port)
+                self.probes[port] = probe_state(state, entry.api_key if entry else None)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -341,6 +621,8 @@ COMMANDS = {
     "watch": cmd_watch,
     "wait": cmd_wait,
     "history": cmd_history,
+    "metrics": cmd_metrics,
+    "prometheus-config": cmd_prometheus_config,
     "tray": cmd_tray,
 }
 
@@ -354,6 +636,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
+        if _wants_nagios(argv):
+            result = nagios.unknown(f"portwatch check: {one_line(str(exc))}")
+            sys.stdout.write(result.output)
+            return result.code
         command = f" {args.command}" if "args" in locals() and args.command else ""
         print(f"portwatch{command}: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -361,3 +647,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `portwatch check ... | head` closed the pipe: not an error worth a traceback.
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:
+        if not _wants_nagios(argv):
+            raise
+        # A plugin that dies with a traceback reads as CRITICAL to some engines: say UNKNOWN.
+        result = nagios.unknown(f"portwatch check failed: {type(exc).__name__}: {exc}")
+        sys.stdout.write(result.output)
+        return result.code
