@@ -369,6 +369,7 @@ config_dicts = st.builds(
             "interval": st.one_of(st.floats(0, 100), json_values),
             "notifications": st.one_of(st.booleans(), json_values),
             "start_at_login": st.one_of(st.booleans(), json_values),
+            "textfile_dir": st.one_of(st.text(max_size=20), json_values),
             "ports": st.one_of(st.lists(port_entries, max_size=8), json_values),
         },
     ),
@@ -426,6 +427,11 @@ def check_loaded(path: Path, raw: bytes, data: object) -> None:
         if isinstance(setting.default, bool):
             if isinstance(value, bool):
                 assert getattr(config, setting.key) is value
+        elif isinstance(setting.default, str):
+            if isinstance(value, str) and value.isprintable():
+                assert getattr(config, setting.key) == value.strip()
+            else:
+                assert getattr(config, setting.key) == setting.default
         elif (
             type(value) in (int, float)
             and math.isfinite(value)
