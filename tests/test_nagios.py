@@ -287,3 +287,31 @@ def test_probed_ports_are_the_ones_asked_for() -> None:
     names = [item.split("=")[0] for item in perf]
     assert names == [f"'listening_{first}_tcp'", f"'listening_{first}_udp'", "'scan_time'"]
     assert len(result.stdout.splitlines()) == 3
+
+
+def test_a_script_is_named_in_full_not_as_the_kernel_cuts_it(tmp_path: Path) -> None:
+    """bluesky-httpserver runs as a script, start-bluesky-httpserver: the kernel keeps 15 bytes
+    of that name ("start-bluesky-h"); the plugin names it whole, as the issue's example does."""
+    script = tmp_path / "start-bluesky-httpserver"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import socket, sys\n"
+        "s = socket.socket()\n"
+        "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
+        "s.listen()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    script.chmod(0o755)
+    port = free_port()
+    child = subprocess.Popen(
+        [str(script), str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        assert _comm(child.pid) == "start-bluesky-h"
+        result = plugin(str(port), "--no-probe")
+    finally:
+        child.communicate(timeout=10)
+    text, _perf = check_grammar(result)
+    assert text == f"OK - {port}/tcp listening: start-bluesky-httpserver (pid {child.pid})"

@@ -110,7 +110,7 @@ def _port_labels(port: Port) -> dict[str, str]:
 
 def _owner_rows(state: PortState) -> list[dict[str, str]]:
     rows = [
-        {"pid": str(owner.pid), "name": owner.name or "", "user": owner.username or ""}
+        {"pid": str(owner.pid), "name": owner.full_name or "", "user": owner.username or ""}
         for owner in state.owners
     ]
     hidden = {

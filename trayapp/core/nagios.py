@@ -45,7 +45,7 @@ def unknown(message: str) -> PluginResult:
 def _owners(state: PortState) -> str:
     owners = state.owners
     if owners:
-        first = f"{owners[0].name or '?'} (pid {owners[0].pid})"
+        first = f"{owners[0].full_name or '?'} (pid {owners[0].pid})"
         return first + (f" and {len(owners) - 1} more" if len(owners) > 1 else "")
     hidden = " and ".join(state.hidden_owners) or "another user"
     return f"{hidden} (process hidden)"
