@@ -41,7 +41,16 @@ def listener() -> Iterator[socket.socket]:
 def test_version_and_help() -> None:
     result = portwatch("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"portwatch {__version__}"
-    for command in ("check", "explain", "watch", "wait", "history", "tray"):
+    for command in (
+        "check",
+        "explain",
+        "watch",
+        "wait",
+        "history",
+        "metrics",
+        "prometheus-config",
+        "tray",
+    ):
         helped = portwatch(command, "--help")
         assert helped.returncode == 0, helped.stderr
         assert f"usage: portwatch {command}" in helped.stdout
