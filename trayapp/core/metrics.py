@@ -125,9 +125,9 @@ def _owner_rows(state: PortState) -> list[dict[str, str]]:
 def _number_field(data: Mapping[str, object], key: str) -> float | None:
     value = data.get(key)
     if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
+        return 1 if value else 0
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
     return None
 
 
