@@ -317,7 +317,7 @@ def test_watch_textfile_is_rewritten_without_changes(tmp_path: Path) -> None:
     with watching(free_port(), folder, "--interval", "0.2", "--refresh", "1", "--no-probe"):
         wait_for("the first file", path.exists)
         started = time.monotonic()
-        while time.monotonic() - started < 3.6:
+        while time.monotonic() - started < 4.5:
             stamp = value(path.read_text(), "portwatch_last_scan_timestamp_seconds")
             assert stamp is not None
             stamps.add(stamp)
@@ -325,7 +325,8 @@ def test_watch_textfile_is_rewritten_without_changes(tmp_path: Path) -> None:
     ordered = sorted(stamps)
     assert len(ordered) >= 3, ordered  # the first write and at least two refreshes
     gaps = [b - a for a, b in itertools.pairwise(ordered)]
-    assert all(0.5 < gap < 1.6 for gap in gaps), gaps
+    # never on every 0.2 s poll (nothing changed), and not much later than the refresh asks
+    assert all(0.5 < gap < 2.5 for gap in gaps), gaps
 
 
 def test_prometheus_sees_the_port_go_up_and_down(tmp_path: Path) -> None:
