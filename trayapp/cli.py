@@ -453,15 +453,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
     watcher = Watcher(_scanner(), ports, log=log)
     stop = threading.Event()
     reported: list[str | None] = [None]
-    export = (
-        _TextfileExport(folder, ports, _saved_settings(), args.refresh, args.probe)
-        if folder is not None
-        else None
-    )
+    export = None
+    if folder is not None:
+        settings = _saved_settings()
+        export = textfile.WatchExport(
+            folder,
+            _labels(ports, settings),
+            settings,
+            refresh=args.refresh,
+            probe=args.probe,
+        )
 
     def on_poll(snapshot: Snapshot | None, events: list[Event]) -> None:
         if export is not None:
-            export.update(watcher.last, snapshot is not None, events)
+            error = export.update(watcher.last, snapshot is not None, events)
+            if error:
+                print(f"portwatch watch: {error}", file=sys.stderr)
         if snapshot is not None and reported[0] is None and not args.json:
             for state in snapshot.states:
                 print(
@@ -483,58 +490,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         watcher.scanner.close()
     return EXIT_OK
-
-
-class _TextfileExport:
-    """`watch --textfile`: the metrics file, rewritten on every change (and health change),
-    and at least every `refresh` seconds, when health is also checked again."""
-
-    def __init__(
-        self, folder: Path, ports: list[Port], settings: cfg.Config, refresh: float, probe: bool
-    ) -> None:
-        self.folder = folder
-        self.settings = settings
-        self.labels = _labels(ports, settings)
-        self.changes = metrics.ChangeCounter(ports)
-        self.refresh = textfile.Refresh(refresh)
-        self.probe = probe
-        self.probes: dict[Port, ProbeResult] = {}
-        self.error: str | None = None
-
-    def update(self, snapshot: Snapshot | None, scanned: bool, events: list[Event]) -> None:
-        self.changes.add(events)
-        if snapshot is None:
-            return  # nothing scanned yet: no file rather than one that says nothing
-        due = self.refresh.due(bool(events))
-        if self.probe and scanned:
-            before = {port: (r.health, r.status, r.bluesky) for port, r in self.probes.items()}
-            self._probe(snapshot, recheck=due, changed={event.port for event in events})
-            after = {port: (r.health, r.status, r.bluesky) for port, r in self.probes.items()}
-            due = due or before != after
-        if not due:
-            return
-        text = metrics.render(
-            snapshot, labels=self.labels, probes=self.probes, changes=self.changes
-        )
-        try:
-            textfile.write(self.folder, text)
-        except OSError as exc:
-            message = f"could not write {self.folder / textfile.FILE_NAME}: {exc}"
-            if message != self.error:
-                print(f"portwatch watch: {message}", file=sys.stderr)
-            self.error = message
-            return
-        self.error = None
-        self.refresh.done()
-
-    def _probe(self, snapshot: Snapshot, recheck: bool, changed: set[Port]) -> None:
-        for state in snapshot.states:
-            port = state.port
-            if not state.listening or port.protocol != "tcp":
-                self.probes.pop(port, None)
-            elif recheck or port in changed or port not in self.probes:
-                entry = self.settings.watched(port)
-                self.probes[port] = probe_state(state, entry.api_key if entry else None)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from trayapp.core import metrics
+from trayapp.core.config import Config
+from trayapp.core.events import Event
+from trayapp.core.model import Port, Snapshot
+from trayapp.core.probe import ProbeResult, probe_state
 from trayapp.fileio import atomic_write
 
 FILE_NAME = "portwatch.prom"
@@ -58,3 +64,64 @@ class Refresh:
 
     def done(self, now: float | None = None) -> None:
         self._last = time.monotonic() if now is None else now
+
+
+class WatchExport:
+    """`portwatch watch --textfile`: the file rewritten on every change (and change of health),
+    and at least every `refresh` seconds, when health is also checked again (a second or two
+    per listening TCP port, in the watch's own loop)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        labels: Mapping[Port, str],
+        settings: Config,
+        *,
+        refresh: float = REFRESH_S,
+        probe: bool = True,
+    ) -> None:
+        self.folder = folder
+        self.labels = dict(labels)
+        self.settings = settings  # the API keys for the probe
+        self.changes = metrics.ChangeCounter(self.labels)
+        self.refresh = Refresh(refresh)
+        self.probe = probe
+        self.probes: dict[Port, ProbeResult] = {}
+        self.error: str | None = None
+
+    def update(self, snapshot: Snapshot | None, scanned: bool, events: list[Event]) -> str | None:
+        """After each poll: `snapshot` is the last good one, `scanned` says whether this poll
+        made it. Returns a write error the first time it happens, else None."""
+        self.changes.add(events)
+        if snapshot is None:
+            return None  # nothing scanned yet: no file rather than one that says nothing
+        due = self.refresh.due(bool(events))
+        if self.probe and scanned:
+            before = {port: (r.health, r.status, r.bluesky) for port, r in self.probes.items()}
+            self._probe(snapshot, recheck=due, changed={event.port for event in events})
+            after = {port: (r.health, r.status, r.bluesky) for port, r in self.probes.items()}
+            due = due or before != after
+        if not due:
+            return None
+        text = metrics.render(
+            snapshot, labels=self.labels, probes=self.probes, changes=self.changes
+        )
+        try:
+            write(self.folder, text)
+        except OSError as exc:
+            message = f"could not write {self.folder / FILE_NAME}: {exc}"
+            new = message != self.error
+            self.error = message
+            return message if new else None
+        self.error = None
+        self.refresh.done()
+        return None
+
+    def _probe(self, snapshot: Snapshot, recheck: bool, changed: set[Port]) -> None:
+        for state in snapshot.states:
+            port = state.port
+            if not state.listening or port.protocol != "tcp":
+                self.probes.pop(port, None)
+            elif recheck or port in changed or port not in self.probes:
+                entry = self.settings.watched(port)
+                self.probes[port] = probe_state(state, entry.api_key if entry else None)
