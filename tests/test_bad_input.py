@@ -240,6 +240,32 @@ def test_cli_generated_argument_lists_in_process(args: list[str]) -> None:
     check_usage_error(code, out.getvalue(), err.getvalue())
 
 
+_NAGIOS_OPTIONS = st.sampled_from(
+    ["--bogus", "--json", "--no-probe", "--expect", "free", "maybe", "--expect=", "--", "-x"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(bad_specs, st.integers(1, 65535).map(str), _NAGIOS_OPTIONS), max_size=5))
+def test_nagios_bad_input_is_unknown_in_process(args: list[str]) -> None:
+    """`check --nagios` with bad input: a monitoring engine reads stdout and the exit code, so
+    one printable line on stdout starting UNKNOWN, exit 3, nothing on stderr."""
+    specs = [a for a in args if not a.startswith("-") and a not in ("free", "maybe")]
+    assume(not is_valid_spec(" ".join(specs)))
+    assume(all(a.isprintable() and len(a) <= 50 for a in args))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(["check", "--nagios", *args])
+        except SystemExit as exc:
+            pytest.fail(f"argparse exited ({exc.code}) for {args!r}")
+    CASES["Nagios plugin arguments, generated (in-process)"] += 1
+    text = out.getvalue()
+    assert (code, err.getvalue()) == (3, ""), (code, text, err.getvalue())
+    assert text.startswith("UNKNOWN - ") and text.endswith("\n") and text.count("\n") == 1
+    assert text[:-1].isprintable() and "|" not in text and len(text) < 600
+
+
 ARGPARSE_ECHO: list[list[str]] = [
     ["check", "80", "-\n"],  # a newline: the one-line error becomes two
     ["check", "80", "--x\x1b[2Jred"],  # an escape sequence: reaches the terminal
@@ -369,6 +395,7 @@ config_dicts = st.builds(
             "interval": st.one_of(st.floats(0, 100), json_values),
             "notifications": st.one_of(st.booleans(), json_values),
             "start_at_login": st.one_of(st.booleans(), json_values),
+            "textfile_dir": st.one_of(st.text(max_size=20), json_values),
             "ports": st.one_of(st.lists(port_entries, max_size=8), json_values),
         },
     ),
@@ -426,6 +453,11 @@ def check_loaded(path: Path, raw: bytes, data: object) -> None:
         if isinstance(setting.default, bool):
             if isinstance(value, bool):
                 assert getattr(config, setting.key) is value
+        elif isinstance(setting.default, str):
+            if isinstance(value, str) and value.isprintable():
+                assert getattr(config, setting.key) == value.strip()
+            else:
+                assert getattr(config, setting.key) == setting.default
         elif (
             type(value) in (int, float)
             and math.isfinite(value)

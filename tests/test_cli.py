@@ -41,7 +41,16 @@ def listener() -> Iterator[socket.socket]:
 def test_version_and_help() -> None:
     result = portwatch("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"portwatch {__version__}"
-    for command in ("check", "explain", "watch", "wait", "history", "tray"):
+    for command in (
+        "check",
+        "explain",
+        "watch",
+        "wait",
+        "history",
+        "metrics",
+        "prometheus-config",
+        "tray",
+    ):
         helped = portwatch(command, "--help")
         assert helped.returncode == 0, helped.stderr
         assert f"usage: portwatch {command}" in helped.stdout
@@ -267,3 +276,10 @@ def test_tray_without_a_display_says_so() -> None:
     assert result.returncode == 2
     assert "no graphical session" in result.stderr and "portwatch watch" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_expect_free_turns_the_exit_code_around(listener: socket.socket) -> None:
+    busy, free = str(listener.getsockname()[1]), str(free_port())
+    assert portwatch("check", free, "--expect", "free", "--no-probe").returncode == 0
+    assert portwatch("check", busy, "--expect", "free", "--no-probe").returncode == 1
+    assert portwatch("check", busy, free, "--expect", "free", "--no-probe").returncode == 1

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from trayapp import __version__
 from trayapp.core import config as cfg
-from trayapp.core import paths, report, timeline
+from trayapp.core import metrics, nagios, paths, report, textfile, timeline
+from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.events import Event, parse_iso_time
@@ -22,8 +25,9 @@ from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
+from trayapp.core.probe import ProbeResult
 from trayapp.core.ranges import explain_port, explanation_text
-from trayapp.core.scanning import ScanError, Scanner
+from trayapp.core.scanning import ScanError, Scanner, timed_scan
 from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.services import label_for
 from trayapp.core.watcher import Watcher
@@ -92,6 +96,7 @@ def _health_interval(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc).replace("'health_interval'", "it")) from None
 
 
+_refresh = _seconds(1, textfile.REFRESH_S)
 _timeout = _seconds(0, 7 * 86400)
 
 
@@ -129,7 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-probe",
         dest="probe",
         action="store_false",
-        help="don't look at the service's health (HTTP on loopback, 1 s at most per port)",
+        help="don't look at the service's health (HTTP on loopback, a few seconds at most)",
+    )
+    check.add_argument(
+        "--nagios",
+        action="store_true",
+        help="a Nagios/Icinga plugin: one status line with perfdata, "
+        "exit 0 OK, 1 WARNING (unhealthy), 2 CRITICAL, 3 UNKNOWN (bad input, scan failed)",
+    )
+    check.add_argument(
+        "--expect",
+        choices=("listening", "free"),
+        default="listening",
+        help="what is right for the ports (default listening; 'free': the ports must stay free)",
     )
 
     explain = sub.add_parser("explain", help="what a port's range is for")
@@ -153,6 +170,74 @@ def build_parser() -> argparse.ArgumentParser:
         default=cfg.DEFAULT_HEALTH_INTERVAL,
         metavar="SECONDS",
         help="seconds between health checks of listening ports (2-600, or off; default 10)",
+    )
+    watch.add_argument(
+        "--textfile",
+        metavar="DIR",
+        help=f"keep DIR/{textfile.FILE_NAME} current for node_exporter's textfile collector",
+    )
+    watch.add_argument(
+        "--refresh",
+        type=_refresh,
+        default=textfile.REFRESH_S,
+        help="with --textfile: rewrite the file at least this often, in seconds (default "
+        f"{textfile.REFRESH_S:g}); changes, health changes included, are written at once",
+    )
+    watch.add_argument(
+        "--no-probe",
+        dest="probe",
+        action="store_false",
+        help="don't check the services' health (the same as --health-interval off)",
+    )
+
+    metrics_cmd = sub.add_parser(
+        "metrics", help="Prometheus metrics of these ports (default: the watched ports)"
+    )
+    metrics_cmd.add_argument("specs", nargs="*", metavar="SPEC", help=SPEC_HELP)
+    metrics_cmd.add_argument(
+        "--textfile",
+        metavar="DIR",
+        help=f"write DIR/{textfile.FILE_NAME} atomically instead of printing "
+        "(node_exporter --collector.textfile.directory)",
+    )
+    metrics_cmd.add_argument(
+        "--no-probe",
+        dest="probe",
+        action="store_false",
+        help="don't check the services' health (HTTP on loopback, a few seconds at most)",
+    )
+
+    promconf_cmd = sub.add_parser(
+        "prometheus-config",
+        help="blackbox_exporter modules and scrape jobs for a central Prometheus",
+    )
+    promconf_cmd.add_argument(
+        "specs", nargs="*", metavar="SPEC", help="ports to probe (default: the watched ports)"
+    )
+    promconf_cmd.add_argument(
+        "--host",
+        action="append",
+        metavar="HOST",
+        help="a machine to probe, as Prometheus reaches it; repeat for more "
+        "(default: this machine's name)",
+    )
+    promconf_cmd.add_argument(
+        "--exporter",
+        default=promconf.DEFAULT_EXPORTER,
+        metavar="HOST:PORT",
+        help=f"where blackbox_exporter listens, seen from Prometheus (default "
+        f"{promconf.DEFAULT_EXPORTER})",
+    )
+    promconf_cmd.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="the file on the Prometheus server holding the Bluesky API key "
+        "(referred to, never copied into the output)",
+    )
+    promconf_cmd.add_argument(
+        "--only",
+        choices=("blackbox", "scrape"),
+        help="print only blackbox.yml's modules or only the scrape jobs",
     )
 
     wait = sub.add_parser("wait", help="exit 0 once every port listens, 1 on timeout")
@@ -186,7 +271,44 @@ def _saved_settings() -> cfg.Config:
     return cfg.load(paths.config_file(), repair=False).config
 
 
+def _labels(ports: Sequence[Port], settings: cfg.Config) -> dict[Port, str]:
+    labels = {}
+    for port in ports:
+        entry = settings.watched(port)
+        labels[port] = entry.label if entry and entry.label else (label_for(*_key(port)) or "")
+    return labels
+
+
+def _probe_all(snapshot: Snapshot, settings: cfg.Config) -> dict[Port, ProbeResult]:
+    """Health of every listening TCP port (HTTP on loopback, a second or two per port)."""
+    results = {}
+    for state in snapshot.states:
+        if state.listening and state.port.protocol == "tcp":
+            entry = settings.watched(state.port)
+            key = choose_key(entry.api_key if entry else None)
+            results[state.port] = run_check(state, ServiceMemory(), key).result
+    return results
+
+
+def _textfile_folder(text: str) -> Path:
+    try:
+        return textfile.check_folder(text)
+    except textfile.TextfileError as exc:
+        raise UsageError(f"--textfile: {exc}") from None
+
+
+def _configured_ports(specs: Sequence[str], settings: cfg.Config) -> list[Port]:
+    ports = _ports(specs) if specs else [entry.port for entry in settings.ports]
+    if not ports:
+        raise UsageError(
+            "no ports given and none watched in Settings: give SPEC (" + SPEC_HELP + ")"
+        )
+    return ports
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.nagios:
+        return _check_nagios(args)
     ports = _ports(args.specs)
     scanner = _scanner()
     try:
@@ -212,7 +334,101 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("\n\n".join(report.state_text(r) for r in reports))
         for problem in snapshot.problems:
             print(f"note: {problem}", file=sys.stderr)
-    return EXIT_OK if all(s.listening for s in snapshot.states) else EXIT_FREE
+    want = args.expect == "listening"
+    return EXIT_OK if all(s.listening == want for s in snapshot.states) else EXIT_FREE
+
+
+def _check_nagios(args: argparse.Namespace) -> int:
+    if args.json:
+        raise UsageError("--nagios and --json do not go together: choose one output")
+    ports = _ports(args.specs)
+    scanner = _scanner()
+    try:
+        snapshot = timed_scan(scanner, ports)
+    except ScanError as exc:
+        result = nagios.unknown(f"could not scan: {exc}")
+        sys.stdout.write(result.output)
+        return result.code
+    finally:
+        scanner.close()
+    settings = _saved_settings()
+    probes = _probe_all(snapshot, settings) if args.probe and args.expect == "listening" else {}
+    result = nagios.evaluate(
+        snapshot, expect=args.expect, probes=probes, labels=_labels(ports, settings)
+    )
+    sys.stdout.write(result.output)
+    return result.code
+
+
+def _wants_nagios(argv: Sequence[str]) -> bool:
+    """`check --nagios` answers bad input as a plugin must: UNKNOWN on stdout, exit 3. Looked
+    for in the raw arguments, because argparse may reject them before --nagios is parsed."""
+    if not argv or argv[0] != "check":
+        return False
+    options = list(argv[1:])
+    if "--" in options:
+        options = options[: options.index("--")]
+    return any(len(arg) >= 4 and "--nagios".startswith(arg) for arg in options)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    folder = _textfile_folder(args.textfile) if args.textfile is not None else None
+    settings = _saved_settings()
+    ports = _configured_ports(args.specs, settings)
+    scanner = _scanner()
+    try:
+        snapshot = timed_scan(scanner, ports)
+    except ScanError as exc:
+        print(f"portwatch metrics: could not scan: {exc}", file=sys.stderr)
+        return EXIT_SCAN_FAILED
+    finally:
+        scanner.close()
+    probes = _probe_all(snapshot, settings) if args.probe else {}
+    text = metrics.render(snapshot, labels=_labels(ports, settings), probes=probes)
+    if folder is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        textfile.write(folder, text)
+    except OSError as exc:
+        print(
+            f"portwatch metrics: could not write {folder / textfile.FILE_NAME}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_SCAN_FAILED
+    return EXIT_OK
+
+
+def cmd_prometheus_config(args: argparse.Namespace) -> int:
+    settings = _saved_settings()
+    ports = _configured_ports(args.specs, settings)
+    try:
+        hosts = [promconf.host_text(host) for host in args.host or [socket.gethostname()]]
+        exporter = promconf.exporter_text(args.exporter)
+        key_file = promconf.key_file_text(args.api_key_file) if args.api_key_file else None
+    except promconf.ConfigInputError as exc:
+        raise UsageError(str(exc)) from None
+    labels = _labels(ports, settings)
+    targets = [
+        promconf.Target(port, labels[port], promconf.is_bluesky(port, labels[port]))
+        for port in ports
+    ]
+    parts = []
+    if args.only != "scrape":
+        parts.append(promconf.blackbox_modules(targets, key_file))
+    if args.only != "blackbox":
+        parts.append(promconf.scrape_jobs(targets, hosts, exporter))
+    sys.stdout.write("\n".join(parts))
+    keyed = [
+        str(t.port) for t in targets if t.bluesky and (e := settings.watched(t.port)) and e.api_key
+    ]
+    if keyed and key_file is None and args.only != "scrape":
+        print(
+            f"note: {', '.join(keyed)} has an API key in Settings; give "
+            "--api-key-file PATH (a file on the Prometheus server holding it) to send it",
+            file=sys.stderr,
+        )
+    return EXIT_OK
 
 
 def _key(port: Port) -> tuple[int, str]:
@@ -253,12 +469,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     ports = _ports(args.specs)
+    folder = _textfile_folder(args.textfile) if args.textfile is not None else None
+    if folder is not None and args.interval > args.refresh:
+        raise UsageError(
+            f"--interval {args.interval:g} is longer than the textfile refresh "
+            f"({args.refresh:g} s): use an interval of at most {args.refresh:g} s"
+        )
     log = EventLog(paths.events_file()) if args.log else None
     watcher = Watcher(_scanner(), ports, log=log)
     stop = threading.Event()
     reported: list[str | None] = [None]
+    export = None
+    if folder is not None:
+        export = textfile.WatchExport(
+            folder, _labels(ports, _saved_settings()), refresh=args.refresh
+        )
 
     def on_poll(snapshot: Snapshot | None, events: list[Event]) -> None:
+        if export is not None:
+            error = export.update(watcher.last, events)
+            if error:
+                print(f"portwatch watch: {error}", file=sys.stderr)
         if snapshot is not None and reported[0] is None and not args.json:
             for state in snapshot.states:
                 print(
@@ -293,9 +524,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
             lines.append(json.dumps(event.to_json()) if args.json else report.event_text(event))
         if args.json:
             lines = [line for line in lines if line.startswith("{")]
+        error = export.health(port, outcome.result) if export is not None else None
         with printing:
             for line in lines:
                 print(line)
+            if error:
+                print(f"portwatch watch: {error}", file=sys.stderr)
             sys.stdout.flush()
 
     monitor = _health_monitor(args, log, settings=_saved_settings(), on_outcome=on_outcome)
@@ -316,7 +550,7 @@ def _health_monitor(
     settings: cfg.Config,
     on_outcome: Callable[[Port, PortState, CheckOutcome], None] | None = None,
 ) -> HealthMonitor | None:
-    if args.health_interval is None or on_outcome is None:
+    if args.health_interval is None or not args.probe or on_outcome is None:
         return None
 
     def key_for(port: Port) -> KeyChoice:
@@ -438,6 +672,8 @@ COMMANDS = {
     "watch": cmd_watch,
     "wait": cmd_wait,
     "history": cmd_history,
+    "metrics": cmd_metrics,
+    "prometheus-config": cmd_prometheus_config,
     "tray": cmd_tray,
 }
 
@@ -451,6 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
+        if _wants_nagios(argv):
+            result = nagios.unknown(f"portwatch check: {one_line(str(exc))}")
+            sys.stdout.write(result.output)
+            return result.code
         command = f" {args.command}" if "args" in locals() and args.command else ""
         print(f"portwatch{command}: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -458,3 +698,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `portwatch check ... | head` closed the pipe: not an error worth a traceback.
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:
+        if not _wants_nagios(argv):
+            raise
+        # A plugin that dies with a traceback reads as CRITICAL to some engines: say UNKNOWN.
+        result = nagios.unknown(f"portwatch check failed: {type(exc).__name__}: {exc}")
+        sys.stdout.write(result.output)
+        return result.code

@@ -40,7 +40,7 @@ class Setting:
     """One scalar setting: the dialog, the defaults and validation all come from this."""
 
     key: str
-    default: float | bool
+    default: float | bool | str
     label: str
     minimum: float | None = None
     maximum: float | None = None
@@ -51,7 +51,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("interval", 1.0, "Poll interval (seconds)", 0.5, 60.0, "How often ports are checked."),
     Setting("notifications", True, "Show notifications", help="A notification on each change."),
     Setting("start_at_login", False, "Start at login", help="Start Port Watch when you log in."),
+    Setting(
+        "textfile_dir",
+        "",
+        "Prometheus textfile folder",
+        help="Keep portwatch.prom in this folder current (node_exporter's "
+        "--collector.textfile.directory); empty: off.",
+    ),
 )
+MAX_PATH_TEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class Config:
     interval: float = 1.0
     notifications: bool = True
     start_at_login: bool = False
+    textfile_dir: str = ""  # where to keep the Prometheus metrics file; "" = don't
     # Keys a newer version wrote: kept and written back so a downgrade loses nothing.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -204,6 +213,12 @@ def from_dict(data: object) -> tuple[Config, list[str]]:
 
 
 def _scalar(setting: Setting, value: object) -> tuple[object, str | None]:
+    if isinstance(setting.default, str):
+        if not isinstance(value, str):
+            return None, f"'{setting.key}' must be text"
+        if len(value) > MAX_PATH_TEXT or not value.isprintable():
+            return None, f"'{setting.key}' must be one line of at most {MAX_PATH_TEXT} characters"
+        return value.strip(), None
     if isinstance(setting.default, bool):
         if isinstance(value, bool):
             return value, None

@@ -41,6 +41,19 @@ class Owner:
     username: str | None = None
     create_time: float | None = None  # seconds since the epoch
 
+    @property
+    def full_name(self) -> str | None:
+        """The name, whole: Linux cuts a process name to 15 bytes, and for a script psutil
+        cannot restore it (start-bluesky-httpserver runs as "start-bluesky-h"); the script's
+        path on the command line still has it."""
+        name = self.name
+        if name and len(name) == 15:
+            for arg in self.cmdline[:3]:
+                base = arg.replace("\\", "/").rsplit("/", 1)[-1]
+                if base.startswith(name):
+                    return base
+        return name
+
 
 @dataclass(frozen=True)
 class Listener:
@@ -130,6 +143,7 @@ class Snapshot:
     # Scanning trouble worth showing (permission problems, a backend that failed).
     problems: tuple[str, ...] = ()
     backend: str = ""
+    duration: float | None = None  # seconds the scan took, when the caller timed it
 
     def state(self, port: Port) -> PortState:
         for state in self.states:

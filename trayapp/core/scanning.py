@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import replace
 
 from trayapp.core.model import Port, Snapshot
 
@@ -36,3 +38,10 @@ class ScanError(Exception):
 
     Callers keep their previous state: a failed scan must never make a busy port look free.
     """
+
+
+def timed_scan(scanner: Scanner, ports: Iterable[Port], *, connections: bool = False) -> Snapshot:
+    """Scan and note how long it took (the metrics report it; a slow backend shows there)."""
+    started = time.perf_counter()
+    snapshot = scanner.scan(ports, connections=connections)
+    return replace(snapshot, duration=time.perf_counter() - started)

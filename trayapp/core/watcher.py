@@ -11,7 +11,7 @@ from dataclasses import replace
 from trayapp.core.events import Event, EventKind
 from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState, Snapshot
-from trayapp.core.scanning import ScanError, Scanner
+from trayapp.core.scanning import ScanError, Scanner, timed_scan
 
 
 def primary_owner(state: PortState) -> Owner | None:
@@ -131,7 +131,7 @@ class Watcher:
 
     def poll(self) -> tuple[Snapshot | None, list[Event]]:
         try:
-            snapshot = self.scanner.scan(self._ports)
+            snapshot = timed_scan(self.scanner, self._ports)
         except ScanError as exc:
             self.last_error = str(exc)
             return None, []

@@ -27,6 +27,7 @@ from trayapp.platforms.scanners import create_scanner
 from trayapp.ui.controller import Controller
 from trayapp.ui.icons import app_icon
 from trayapp.ui.instance import InstanceServer, ask_running_instance
+from trayapp.ui.metrics_export import MetricsExporter
 from trayapp.ui.overview import OverviewWindow
 from trayapp.ui.port_window import PortWindow, show_window
 from trayapp.ui.settings_dialog import SettingsDialog
@@ -236,6 +237,8 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
     app = PortWatchApp(qapp, controller)
     instance.command.connect(lambda _cmd: app.show_overview())
     _install_signal_handlers(qapp)
+    exporter = MetricsExporter(controller)
+    exporter.start()
     controller.start()
     app.start_tray()
     if loaded.message:
@@ -247,6 +250,7 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         return qapp.exec()
     finally:
         controller.stop()
+        exporter.stop()
         app.close()
         instance.close()
         log.info("Port Watch stopped")

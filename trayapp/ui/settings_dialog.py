@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp.core import config as cfg
+from trayapp.core import textfile
 from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
 from trayapp.core.apikey import ENV_KEY, ENV_KEYFILE, choose_key, clean_key
 from trayapp.core.model import Port
@@ -104,12 +106,16 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.key_note)
 
         form = QFormLayout()
-        self.inputs: dict[str, QDoubleSpinBox | QCheckBox] = {}
+        self.inputs: dict[str, QDoubleSpinBox | QCheckBox | QLineEdit] = {}
         config = controller.config
         for setting in cfg.SETTINGS:
             value = getattr(config, setting.key)
-            widget: QDoubleSpinBox | QCheckBox
-            if isinstance(setting.default, bool):
+            widget: QDoubleSpinBox | QCheckBox | QLineEdit
+            if isinstance(setting.default, str):
+                widget = QLineEdit(str(value))
+                widget.setPlaceholderText("off")
+                widget.textChanged.connect(self.validate)
+            elif isinstance(setting.default, bool):
                 widget = QCheckBox()
                 widget.setChecked(bool(value))
             else:
@@ -121,7 +127,7 @@ class SettingsDialog(QDialog):
             widget.setToolTip(setting.help)
             widget.setObjectName(setting.key)
             self.inputs[setting.key] = widget
-            form.addRow(setting.label, widget)
+            form.addRow(setting.label, self._with_chooser(widget))
         start_box = self.inputs["start_at_login"]
         if isinstance(start_box, QCheckBox):
             start_box.setChecked(autostart.is_enabled())
@@ -137,6 +143,25 @@ class SettingsDialog(QDialog):
         for entry in config.ports:
             self.add_row(entry)
         self.validate()
+
+    def _with_chooser(self, widget: QWidget) -> QWidget:
+        """A folder setting gets a button that opens the folder chooser."""
+        if not isinstance(widget, QLineEdit):
+            return widget
+        row = QWidget()
+        box = QHBoxLayout(row)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(widget)
+        choose = QPushButton("Choose...")
+        choose.setObjectName(f"{widget.objectName()}_choose")
+        choose.clicked.connect(lambda: self._choose_folder(widget))
+        box.addWidget(choose)
+        return row
+
+    def _choose_folder(self, field: QLineEdit) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for portwatch.prom", field.text())
+        if folder:
+            field.setText(folder)
 
     # -- rows ------------------------------------------------------------------------------
     def add_row(self, entry: cfg.WatchedPort | None) -> None:
@@ -218,8 +243,20 @@ class SettingsDialog(QDialog):
             return [], f"At most {cfg.MAX_WATCHED} ports can be watched"
         return list(result.values()), None
 
+    def textfile_problem(self) -> str | None:
+        widget = self.inputs.get("textfile_dir")
+        text = widget.text().strip() if isinstance(widget, QLineEdit) else ""
+        if not text:
+            return None
+        try:
+            textfile.check_folder(text)
+        except textfile.TextfileError as exc:
+            return f"Prometheus textfile folder: {exc}"
+        return None
+
     def validate(self) -> bool:
         _entries, problem = self.entries()
+        problem = problem or self.textfile_problem()
         self.error.setText(problem or "")
         self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(problem is None)
         return problem is None
@@ -230,7 +267,12 @@ class SettingsDialog(QDialog):
             raise ValueError(problem)
         values: dict[str, object] = {}
         for key, widget in self.inputs.items():
-            values[key] = widget.isChecked() if isinstance(widget, QCheckBox) else widget.value()
+            if isinstance(widget, QCheckBox):
+                values[key] = widget.isChecked()
+            elif isinstance(widget, QLineEdit):
+                values[key] = widget.text().strip()
+            else:
+                values[key] = widget.value()
         return replace(self.controller.config, ports=tuple(entries), **values)  # type: ignore[arg-type]
 
     def save(self) -> None:
