@@ -232,6 +232,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     watcher = Watcher(_scanner(), ports, log=log)
     stop = threading.Event()
     reported: list[str | None] = [None]
+    history_problem: list[str | None] = [None]
 
     def on_poll(snapshot: Snapshot | None, events: list[Event]) -> None:
         if snapshot is not None and reported[0] is None and not args.json:
@@ -244,6 +245,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
             reported[0] = watcher.last_error or ""
             if watcher.last_error:
                 print(f"portwatch watch: {watcher.last_error}", file=sys.stderr)
+        if watcher.history_problem != history_problem[0]:
+            history_problem[0] = watcher.history_problem
+            if watcher.history_problem:
+                print(
+                    f"portwatch watch: cannot write the events log ({watcher.history_problem});"
+                    " changes are kept until it can",
+                    file=sys.stderr,
+                )
         for event in events:
             print(json.dumps(event.to_json()) if args.json else report.event_text(event))
         sys.stdout.flush()

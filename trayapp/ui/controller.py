@@ -15,6 +15,7 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
 from trayapp.core.history import EventLog
+from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
 from trayapp.core.scanning import Scanner
@@ -33,6 +34,9 @@ class Controller(QObject):
     action_done = Signal(int, object)  # pid, Outcome
     paused_changed = Signal(bool)
     probed = Signal(object, object, object)  # Port, ProbeResult, previous ProbeResult | None
+    # Something could not be written (what, why), said once when the first such problem starts.
+    write_failed = Signal(str, str)
+    _log_file_problem = Signal(object)  # str | None, from whichever thread logged
 
     # Queued requests to the worker threads (signals cross threads safely).
     _set_ports = Signal(list)
@@ -58,6 +62,12 @@ class Controller(QObject):
         self.error: str | None = None
         self.paused = False
         self.probes: dict[Port, ProbeResult] = {}
+        # What cannot be written right now and why, e.g. {"history": "no space left on /home"}.
+        self.write_problems: dict[str, str] = {}
+        # Queued: never inside the logging call that failed.
+        self._log_file_problem.connect(
+            self._on_log_file_problem, Qt.ConnectionType.QueuedConnection
+        )
         self._scan = ScanWorker(scanner_factory, self.ports(), config.interval, event_log)
         self._actions = ActionWorker()
         self._threads: list[QThread] = []
@@ -68,6 +78,7 @@ class Controller(QObject):
         self._scan.failed.connect(self._on_failed)
         self._scan.events.connect(self._on_events)
         self._scan.inspected.connect(self.inspected)
+        self._scan.history_problem.connect(self._on_history_problem)
         self._actions.finished.connect(self.action_done)
         self._set_ports.connect(self._scan.set_ports)
         self._set_interval.connect(self._scan.set_interval)
@@ -88,6 +99,12 @@ class Controller(QObject):
             if not thread.wait(6000):
                 log.warning("thread %s did not stop in time", thread.objectName())
         self._threads = []
+
+    def watch_log_file(self, handler: LogFileHandler) -> None:
+        """Show the log file's trouble like the history's (its handler reports from any thread)."""
+        handler.on_problem = self._log_file_problem.emit
+        if handler.problem is not None:
+            self._set_write_problem("log file", handler.problem)
 
     # -- what views read -------------------------------------------------------------------
     def ports(self) -> list[Port]:
@@ -177,6 +194,24 @@ class Controller(QObject):
         if message != self.error:
             log.warning("scan failed: %s", message)
         self.error = message
+        self.changed.emit()
+
+    def _on_history_problem(self, problem: str | None) -> None:
+        self._set_write_problem("history", problem)
+
+    def _on_log_file_problem(self, problem: str | None) -> None:
+        self._set_write_problem("log file", problem)
+
+    def _set_write_problem(self, what: str, problem: str | None) -> None:
+        if self.write_problems.get(what) == problem:
+            return
+        first = not self.write_problems
+        if problem is None:
+            self.write_problems.pop(what, None)
+        else:
+            self.write_problems[what] = problem
+            if first:  # a full disk fails history and log file at once: tell the user once
+                self.write_failed.emit(what, problem)
         self.changed.emit()
 
     def _on_events(self, events: list[Event]) -> None:

@@ -44,6 +44,14 @@ def notification_text(event: Event, title: str) -> tuple[str, str]:
     return title, body
 
 
+def write_problem_lines(problems: dict[str, str]) -> list[str]:
+    """e.g. 'History cannot be written: no space left on /home (kept in memory until it can)'."""
+    return [
+        f"{what.capitalize()} cannot be written: {why} (kept in memory until it can)"
+        for what, why in problems.items()
+    ]
+
+
 class Tray(QObject):
     open_port = Signal(object)  # Port
     open_overview = Signal()
@@ -84,6 +92,7 @@ class Tray(QObject):
         controller.paused_changed.connect(self.refresh)
         controller.events.connect(self.notify)
         controller.probed.connect(self._on_probed)
+        controller.write_failed.connect(self._on_write_failed)
         self.rebuild_menu()
         self.refresh()
 
@@ -110,7 +119,11 @@ class Tray(QObject):
             self.rebuild_menu()
 
     def _current_lines(self) -> list[str]:
-        return [self.controller.error or "", *map(self.port_line, self.controller.ports())]
+        return [
+            self.controller.error or "",
+            *write_problem_lines(self.controller.write_problems),
+            *map(self.port_line, self.controller.ports()),
+        ]
 
     def port_line(self, port: Port, *, long_health: bool = False) -> str:
         title = self.controller.title(port)
@@ -129,6 +142,7 @@ class Tray(QObject):
         lines = ["Port Watch"]
         if self.controller.error:
             lines.append(f"Cannot scan: {self.controller.error}")
+        lines.extend(write_problem_lines(self.controller.write_problems))
         lines.extend(self.port_line(p, long_health=True) for p in self.controller.ports())
         return "\n".join(lines)
 
@@ -140,6 +154,8 @@ class Tray(QObject):
         self._menu_lines = self._current_lines()
         if self.controller.error:
             menu.addAction(f"Cannot scan: {self.controller.error}").setEnabled(False)
+        for line in write_problem_lines(self.controller.write_problems):
+            menu.addAction(line).setEnabled(False)
         ports = self.controller.ports()
         if not ports:
             menu.addAction("No ports watched").setEnabled(False)
@@ -219,6 +235,17 @@ class Tray(QObject):
         if not config.notifications or (entry is not None and entry.muted):
             return
         self._deliver(self.controller.title(port), f"health: {result.summary}", port, warn=True)
+
+    def _on_write_failed(self, what: str, why: str) -> None:
+        """Once per episode (the controller decides): the menu and tooltip keep saying it."""
+        if not self.controller.config.notifications:
+            return
+        title, body = f"Port Watch cannot write its {what}", f"{why}. Kept in memory until it can."
+        log.info("notify: %s / %s", title, body)
+        if self.send_notification is not None:
+            self.send_notification(title, body, 0)
+        else:
+            self.tray.showMessage(title, body, QSystemTrayIcon.MessageIcon.Warning, 8000)
 
     def _add_health(self, port: Port, result: ProbeResult) -> None:
         """The first probe after a start: update that start's notification in place, so it

@@ -30,6 +30,7 @@ class ScanWorker(QObject):
     events = Signal(list)  # list[Event]
     failed = Signal(str)  # the whole scan failed: state unknown, keep the last one
     inspected = Signal(object, object)  # Port, PortReport (with connections) or None on failure
+    history_problem = Signal(object)  # str | None: why the events log cannot be written now
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class ScanWorker(QObject):
         self._log = event_log
         self._watcher: Watcher | None = None
         self._timer: QTimer | None = None
+        self._history_problem: str | None = None
 
     @Slot()
     def start(self) -> None:
@@ -71,6 +73,9 @@ class ScanWorker(QObject):
             self.snapshot.emit(snapshot)
         if events:
             self.events.emit(events)
+        if self._watcher.history_problem != self._history_problem:
+            self._history_problem = self._watcher.history_problem
+            self.history_problem.emit(self._history_problem)
         self._timer.start(self._interval_ms)
 
     @Slot(list)
