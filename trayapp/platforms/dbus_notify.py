@@ -47,6 +47,7 @@ class DBusNotifier:
         self._router = self._stack.enter_context(open_dbus_router(bus="SESSION"))
         self._on_click = on_click
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
+        self._failing = False  # log a fault once, not once per notification
         self._thread: threading.Thread | None = None
         if on_click is not None:
             try:
@@ -57,7 +58,7 @@ class DBusNotifier:
 
     def send(self, title: str, body: str, replaces: int = 0, icon: str = "") -> int | None:
         """Show a notification (or update notification `replaces` in place); its id."""
-        from jeepney import new_method_call
+        from jeepney import HeaderFields, MessageType, new_method_call
 
         message = new_method_call(
             self._address,
@@ -67,9 +68,18 @@ class DBusNotifier:
         )
         try:
             reply = self._router.send_and_get_reply(message, timeout=TIMEOUT_S)
+            if reply.header.message_type == MessageType.error:
+                # The router hands back error replies (no server, none activatable) as messages.
+                name = reply.header.fields.get(HeaderFields.error_name, "error")
+                raise OSError(f"{name}: {reply.body[0] if reply.body else ''}")
         except Exception as exc:  # no service, a timeout, a dropped bus: log, never crash
-            log.warning("notification failed: %s", exc)
+            if not self._failing:
+                self._failing = True
+                log.warning("notifications fail (said once until they work again): %s", exc)
             return None
+        if self._failing:
+            self._failing = False
+            log.info("notifications work again")
         values = reply.body
         return int(values[0]) if values and isinstance(values[0], int) else None
 
