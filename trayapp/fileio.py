@@ -101,7 +101,11 @@ def describe_write_error(exc: OSError, path: Path) -> str:
     if code == errno.EROFS:
         return f"{mount_point(path)} is read-only"
     if code in (errno.EACCES, errno.EPERM):
-        return f"no permission to write in {_nearest_existing(path.parent)}"
+        # The file itself (exists, read-only) or the folder a new file would go in.
+        denied = Path(exc.filename) if isinstance(exc.filename, str) else path
+        if denied.exists() and not denied.is_dir():
+            return f"no permission to write {denied}"
+        return f"no permission to write in {_nearest_existing(denied.parent)}"
     if code in (errno.ENOTDIR, errno.EEXIST):
         blocker = _nearest_existing(path.parent)
         return f"{blocker} is not a folder" if not blocker.is_dir() else exc.strerror or str(exc)

@@ -7,6 +7,7 @@ Workers only emit signals; widgets are touched by the GUI thread alone. A scan t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
@@ -21,6 +22,7 @@ from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.watcher import Watcher
 
 log = logging.getLogger(__name__)
+LATE_S = 5.0  # a poll this much later than due means the app was stopped or the machine slept
 
 
 class ScanWorker(QObject):
@@ -47,6 +49,7 @@ class ScanWorker(QObject):
         self._watcher: Watcher | None = None
         self._timer: QTimer | None = None
         self._history_problem: str | None = None
+        self._due: float | None = None  # monotonic time the next timed poll is due
 
     @Slot()
     def start(self) -> None:
@@ -61,6 +64,11 @@ class ScanWorker(QObject):
     def poll(self) -> None:
         if self._watcher is None or self._timer is None:
             return
+        if self._due is not None:
+            late = time.monotonic() - self._due
+            if late > max(LATE_S, 3 * self._interval_ms / 1000):
+                # The single-shot timer fires once however long we slept: one poll catches up.
+                log.info("woke %.0f s late (suspended or stopped): one catch-up poll", late)
         try:
             snapshot, events = self._watcher.poll()
         except Exception as exc:  # never let a scanner bug kill the watch thread
@@ -77,6 +85,7 @@ class ScanWorker(QObject):
             self._history_problem = self._watcher.history_problem
             self.history_problem.emit(self._history_problem)
         self._timer.start(self._interval_ms)
+        self._due = time.monotonic() + self._interval_ms / 1000
 
     @Slot(list)
     def set_ports(self, ports: list[Port]) -> None:
