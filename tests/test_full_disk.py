@@ -312,3 +312,31 @@ def test_the_tray_says_once_that_history_cannot_be_written(
             assert kinds == ["started", "stopped", "started", "stopped"]
         finally:
             controller.stop()
+
+
+def test_the_settings_dialog_says_why_it_could_not_save(
+    qtbot: QtBot, tmp_path: Path, portwatch_home: Path
+) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from trayapp.platforms.autostart import XdgAutostart
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.settings_dialog import SettingsDialog
+
+    with Tmpfs(tmp_path / "config", size_kib=16) as disk:
+        path = disk.path / "config.json"
+        cfg.save(path, cfg.Config())
+        before = path.read_bytes()
+        controller = Controller(path, cfg.Config(), create_scanner)  # never started: no scans
+        dialog = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+        qtbot.addWidget(dialog)
+        dialog.inputs["interval"].setValue(7.5)  # type: ignore[union-attr]
+        disk.fill()
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+        assert dialog.error.text() == (
+            f"Could not save settings: no space left on {disk.path}; the settings file is unchanged"
+        )
+        assert dialog.result() == 0  # not accepted: the dialog stays for another try
+        assert path.read_bytes() == before
+        assert controller.config == cfg.Config()  # nothing half-applied
