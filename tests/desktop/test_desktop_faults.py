@@ -306,6 +306,51 @@ def test_notification_server_gone_and_not_activatable(
     assert app.proc.returncode == 0
 
 
+@pytest.mark.timeout(180)
+def test_notification_server_hung(
+    desktop: Desktop, portwatch_home: Path, server_ports: list[int]
+) -> None:
+    """dunst stopped (SIGSTOP) for 12 s, as a hung server: Notify calls get no answer. The GUI
+    must not wait for them (before: about 2 s per notification); once dunst runs again the
+    next change is shown."""
+    first, second = server_ports
+    write_config(portwatch_home, {first: "Hung A", second: "Hung B"})
+    app = App(desktop, portwatch_home)
+    servers: list[subprocess.Popen[bytes]] = []
+    dunst = desktop.part_pid("dunst")
+    assert dunst is not None
+    try:
+        desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
+        with Pinger() as pinger:
+            os.kill(dunst, signal.SIGSTOP)
+            try:
+                for port in (first, second):
+                    servers.append(start_server(port))
+                    menu_has(desktop, f"{port} Hung {'A' if port == first else 'B'}: listening")
+                wait_until(lambda: app.log().count("notify: ") >= 2, 10, message="2 attempts")
+                time.sleep(12)
+            finally:
+                os.kill(dunst, signal.SIGCONT)
+            since = time.time()
+            servers[0].terminate()
+            servers[0].wait(10)
+            desktop.wait_for_notification(
+                lambda n: n["time"] >= since and n["summary"] == f"{first} Hung A", timeout=20
+            )
+            wait_until(lambda: "notifications work again" in app.log(), 10, message="recovery")
+        pinger.check()
+        failures = [line for line in app.log().splitlines() if "notifications fail" in line]
+        assert len(failures) == 1, failures
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(10)
+        app.quit()
+    app.assert_clean_stderr()
+    assert app.proc.returncode == 0
+
+
 # -- no session bus at all ----------------------------------------------------------------------
 
 
