@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
+from tests import probe_servers as servers
 from tests.ui_support import free_port, http_server, make_controller
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
@@ -25,10 +27,11 @@ from trayapp.core.history import EventLog
 from trayapp.core.model import Port, Snapshot
 from trayapp.core.scanning import Scanner
 from trayapp.platforms.autostart import XdgAutostart
+from trayapp.platforms.scanners import create_scanner
 from trayapp.ui.controller import Controller
 from trayapp.ui.history_window import HistoryWindow
 from trayapp.ui.port_window import PortWindow
-from trayapp.ui.settings_dialog import API_KEY, LABEL, PORT, SettingsDialog
+from trayapp.ui.settings_dialog import API_KEY, HEALTH, LABEL, PORT, SettingsDialog
 from trayapp.ui.tray import Tray, notification_text
 
 
@@ -138,6 +141,60 @@ def test_tray_menu_and_tooltip_are_live(qtbot: QtBot, controller_for) -> None:
         tray.open_port.connect(opened.append)
         tray.menu.actions()[0].trigger()
         assert opened == [port]
+
+
+def test_tray_health_menu_icon_and_notifications(
+    qtbot: QtBot, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """The tray over a live Bluesky-like server: health in the menu line and tooltip, the
+    unhealthy icon, and one notification when it changes (the D-Bus side of it is in
+    tests/desktop/test_bluesky_tray.py)."""
+    with servers.serve(servers.BlueskyLike) as server:
+        port = Port(server.port)
+        entry = cfg.WatchedPort(port, "Queue", health_interval=0.3)
+        config = cfg.Config(ports=(entry,), interval=0.2)
+        controller = Controller(
+            portwatch_home / "config.json",
+            config,
+            create_scanner,
+            event_log=EventLog(tmp_path / "events.jsonl"),
+        )
+        controller.start()
+        try:
+            tray = Tray(controller)
+            sent: list[tuple[str, str]] = []
+            tray.send_notification = lambda title, body, _replaces: sent.append((title, body)) or 1
+            qtbot.waitUntil(
+                lambda: "[RE Manager idle, 2 queued]" in tray.port_line(port), timeout=10000
+            )
+            assert tray.icon_state == "all"
+            assert "RE Manager idle, 2 queued, 5 in history" in tray.tooltip()
+            assert sent == []  # healthy from the start: nothing to say
+            server.options["manager"] = "unreachable"
+            qtbot.waitUntil(lambda: tray.icon_state == "unhealthy", timeout=10000)
+            assert tray.port_line(port).endswith("[RE Manager unreachable]")
+            qtbot.waitUntil(lambda: len(sent) == 1, timeout=5000)
+            assert sent[0] == (
+                f"{port.number} Queue",
+                "unhealthy: HTTP server up, RE Manager unreachable",
+            )
+            qtbot.wait(1000)  # three more checks, all the same: no more notifications
+            assert len(sent) == 1
+            server.options["manager"] = "idle"
+            qtbot.waitUntil(lambda: tray.icon_state == "all", timeout=10000)
+            # Back within the flood window: said when the window ends, not lost.
+            qtbot.waitUntil(lambda: len(sent) == 2, timeout=15000)
+            assert sent[1][1].startswith("healthy again: RE Manager idle")
+            # Muted: the icon still changes, nothing is notified.
+            controller.apply(replace(controller.config, notifications=False))
+            server.options["manager"] = "unreachable"
+            qtbot.waitUntil(lambda: tray.icon_state == "unhealthy", timeout=10000)
+            qtbot.wait(500)
+            assert len(sent) == 2
+        finally:
+            controller.stop()
+    kinds = [e.kind for e in EventLog(tmp_path / "events.jsonl").read().events]
+    assert kinds == ["unhealthy", "healthy", "unhealthy"]
 
 
 def test_pause_stops_scanning(qtbot: QtBot, controller_for) -> None:
@@ -259,6 +316,46 @@ def test_settings_show_the_parser_message_and_save_nothing(
     assert words in dialog.error.text()
     dialog.save()
     assert not (portwatch_home / "config" / "config.json").exists()
+
+
+def test_settings_health_interval_and_key_rules(
+    qtbot: QtBot,
+    controller_for,
+    portwatch_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QSERVER_HTTP_SERVER_API_KEY", "from-the-shell")
+    controller = controller_for([])
+    dialog = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+    qtbot.addWidget(dialog)
+    assert "QSERVER_HTTP_SERVER_API_KEY" in dialog.key_note.text()
+    assert "from-the-shell" not in dialog.key_note.text()
+    dialog.add_row(None)
+    row = dialog.table.rowCount() - 1
+    dialog.table.item(row, PORT).setText("60610")
+    key = dialog.table.cellWidget(row, API_KEY)
+    assert key.placeholderText() == "from QSERVER_HTTP_SERVER_API_KEY"  # type: ignore[union-attr]
+    assert dialog.table.item(row, HEALTH).text() == "10"
+    save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+    for bad in ("1", "601", "soon", ""):
+        dialog.table.item(row, HEALTH).setText(bad)
+        assert not save.isEnabled(), bad
+        assert 'the health check must be 2 to 600 seconds or "off"' in dialog.error.text()
+    dialog.table.item(row, HEALTH).setText("OFF")
+    assert save.isEnabled()
+    # One key rule everywhere: what Settings accepts, the probe can send.
+    key.setText("two words")  # type: ignore[union-attr]
+    assert not save.isEnabled()
+    assert "printable ASCII without spaces" in dialog.error.text()
+    key.setText("  pasted-key\n")  # type: ignore[union-attr]
+    assert save.isEnabled()
+    save.click()
+    [entry] = cfg.load(portwatch_home / "config" / "config.json").config.ports
+    assert (entry.health_interval, entry.api_key) == (None, "pasted-key")
+    again = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+    qtbot.addWidget(again)
+    assert again.table.item(0, HEALTH).text() == "off"
 
 
 def test_settings_duplicate_ports_are_refused(qtbot: QtBot, controller_for, tmp_path: Path) -> None:

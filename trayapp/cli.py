@@ -31,6 +31,7 @@ from trayapp.core.scanning import ScanError, Scanner, timed_scan
 from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.services import label_for
 from trayapp.core.watcher import Watcher
+from trayapp.core.writeback import HistoryWriter
 
 EXIT_OK, EXIT_FREE, EXIT_USAGE, EXIT_SCAN_FAILED = 0, 1, 2, 3
 SPEC_HELP = "ports: 60610, 60610/tcp, 5353/udp, 8000-8010, lists separated by commas or spaces"
@@ -476,7 +477,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             f"({args.refresh:g} s): use an interval of at most {args.refresh:g} s"
         )
     log = EventLog(paths.events_file()) if args.log else None
-    watcher = Watcher(_scanner(), ports, log=log)
+    history = HistoryWriter(log) if log is not None else None
+    watcher = Watcher(_scanner(), ports, log=history)
     stop = threading.Event()
     reported: list[str | None] = [None]
     export = None
@@ -484,6 +486,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         export = textfile.WatchExport(
             folder, _labels(ports, _saved_settings()), refresh=args.refresh
         )
+    history_problem: list[str | None] = [None]
 
     def on_poll(snapshot: Snapshot | None, events: list[Event]) -> None:
         if export is not None:
@@ -500,6 +503,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
             reported[0] = watcher.last_error or ""
             if watcher.last_error:
                 print(f"portwatch watch: {watcher.last_error}", file=sys.stderr)
+        if watcher.history_problem != history_problem[0]:
+            history_problem[0] = watcher.history_problem
+            if watcher.history_problem:
+                print(
+                    f"portwatch watch: cannot write the events log ({watcher.history_problem});"
+                    " changes are kept until it can",
+                    file=sys.stderr,
+                )
         for event in events:
             print(json.dumps(event.to_json()) if args.json else report.event_text(event))
         sys.stdout.flush()
@@ -532,7 +543,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 print(f"portwatch watch: {error}", file=sys.stderr)
             sys.stdout.flush()
 
-    monitor = _health_monitor(args, log, settings=_saved_settings(), on_outcome=on_outcome)
+    monitor = _health_monitor(args, history, settings=_saved_settings(), on_outcome=on_outcome)
     try:
         watcher.run(args.interval, on_poll_and_check, stop)
     except KeyboardInterrupt:
@@ -546,7 +557,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _health_monitor(
     args: argparse.Namespace,
-    log: EventLog | None,
+    history: HistoryWriter | None,
     settings: cfg.Config,
     on_outcome: Callable[[Port, PortState, CheckOutcome], None] | None = None,
 ) -> HealthMonitor | None:
@@ -561,7 +572,7 @@ def _health_monitor(
         on_outcome,
         interval_for=lambda _port: args.health_interval,
         key_for=key_for,
-        event_log=log,
+        history=history,
     )
 
 

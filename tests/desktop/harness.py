@@ -546,8 +546,12 @@ class Desktop:
     def running(self) -> bool:
         return bool(self._session_vars)
 
-    def start(self, tray_host: str = "xfce", timeout: float = 60.0) -> Desktop:
-        """Start Xvfb, a private session bus, dunst and the tray host ('xfce' or 'trayer')."""
+    def start(
+        self, tray_host: str = "xfce", timeout: float = 60.0, *, notify_activation: bool = True
+    ) -> Desktop:
+        """Start Xvfb, a private session bus, dunst and the tray host ('xfce' or 'trayer').
+        With notify_activation=False the bus cannot start a notification server on demand, so
+        a killed dunst stays gone until start_part("dunst")."""
         if self.state_dir is not None:
             raise DesktopError("already started; stop() first")
         if tray_host not in TRAY_HOSTS:
@@ -558,9 +562,11 @@ class Desktop:
         self.tray_host = tray_host
         self.state_dir = Path(tempfile.mkdtemp(prefix=f"desktop-{tray_host}-"))
         try:
+            env = self._script_env()
+            env["NOTIFY_ACTIVATION"] = "yes" if notify_activation else "no"
             result = subprocess.run(
                 ["bash", str(SESSION_SH), "up", tray_host],
-                env=self._script_env(),
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -661,6 +667,57 @@ class Desktop:
                 f"{' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}"
             )
         return result
+
+    def part_pid(self, part: str) -> int | None:
+        """PID of a running part of the session ('dunst', 'xfce4-panel', 'dbus', 'xvfb')."""
+        self._require_running()
+        assert self.state_dir is not None
+        pid = None
+        with contextlib.suppress(OSError):
+            for line in (self.state_dir / "pids.named").read_text().splitlines():
+                name, _, number = line.partition(" ")
+                if name == part and number.isdigit():
+                    pid = int(number)
+        return pid if pid is not None and _alive(pid) else None
+
+    def kill_part(self, part: str) -> int:
+        """Kill 'dunst' or 'xfce4-panel' by its PID (SIGTERM, then SIGKILL) and wait until it is
+        gone; returns the PID it had."""
+        pid = self.part_pid(part)
+        if pid is None:
+            raise DesktopError(f"{part} is not running")
+        self._session_script("kill", part)
+        return pid
+
+    def start_part(self, part: str) -> int:
+        """Start 'dunst' or 'xfce4-panel' again and wait until it serves; returns its PID."""
+        self._session_script("start", part)
+        pid = self.part_pid(part)
+        if pid is None:
+            raise DesktopError(f"{part} did not stay up")
+        return pid
+
+    def _session_script(self, *args: str, timeout: float = 60.0) -> None:
+        result = subprocess.run(
+            ["bash", str(SESSION_SH), *args],
+            env=self._script_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DesktopError(f"session.sh {' '.join(args)} failed:\n{result.stderr.strip()}")
+
+    def bus_has(self, name: str) -> bool:
+        """Whether a name (org.freedesktop.Notifications, ...) has an owner on the session bus."""
+        (answer,) = self.dbus_call(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            f"string:{name}",
+        )
+        return bool(answer)
 
     def stray_processes(self) -> list[int]:
         """PIDs of live processes started with `env` (apps under test and their children)."""
@@ -901,6 +958,19 @@ class Desktop:
             "string:RegisteredStatusNotifierItems",
         )
         return list(items)
+
+    def tray_tooltip(self, item: str) -> str:
+        """The tooltip a StatusNotifierItem exports: its title and text, one string."""
+        service, _, path = item.partition("/")
+        (tooltip,) = self.dbus_call(
+            service,
+            "/" + (path or "StatusNotifierItem"),
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.kde.StatusNotifierItem",
+            "string:ToolTip",
+        )
+        _icon_name, _pixmaps, title, text = tooltip
+        return "\n".join(part for part in (str(title), str(text)) if part)
 
     def tray_menu_labels(self, item: str) -> list[str]:
         """Labels of the context menu a StatusNotifierItem exports (com.canonical.dbusmenu),

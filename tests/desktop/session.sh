@@ -18,6 +18,11 @@
 #   STATE=/tmp/d1 session.sh shot NAME [DIR]    screenshot of the whole screen -> DIR/NAME.png (DIR=$STATE)
 #   STATE=/tmp/d1 session.sh pixel X Y          colour of one pixel, e.g. srgb(34,197,94)
 #   STATE=/tmp/d1 session.sh down               stop everything it started (by PID, then their children)
+#   STATE=/tmp/d1 session.sh kill dunst|xfce4-panel    kill one part by PID (SIGTERM), wait for its end
+#   STATE=/tmp/d1 session.sh start dunst|xfce4-panel   start that part again, wait until it serves
+# NOTIFY_ACTIVATION=no at `up`: the bus cannot start a notification server by D-Bus activation (its
+# own service folder holds every session service of the system except notification servers), so a
+# killed dunst stays gone until `start dunst`.
 # DNUM=N picks the display number; by default Xvfb picks a free one itself (-displayfd), race-free.
 #
 # What a test can observe (seen on Debian 12, PySide6 6.12):
@@ -103,6 +108,44 @@ start_xvfb() {
   wait_for 10 xdpyinfo || { fail "Xvfb did not start on :$DNUM"; return 1; }
 }
 
+start_dunst() {
+  dunst >> "$STATE/dunst.log" 2>&1 &
+  remember dunst $!
+  wait_for 10 bus_has org.freedesktop.Notifications || { fail "no notification daemon"; return 1; }
+}
+
+start_panel() {
+  xfce4-panel --disable-wm-check >> "$STATE/panel.log" 2>&1 &
+  remember xfce4-panel $!
+  wait_for 20 bus_has org.kde.StatusNotifierWatcher || { fail "no StatusNotifierWatcher"; return 1; }
+  wait_for 10 has_window --class xfce4-panel || { fail "no xfce4-panel window"; return 1; }
+}
+
+write_bus_config() {   # the session bus, minus D-Bus activation of notification servers
+  local f name; mkdir -p "$STATE/services"
+  for f in /usr/share/dbus-1/services/*.service; do
+    [ -e "$f" ] || continue
+    name=$(sed -n 's/^Name=//p' "$f")
+    [ "$name" = org.freedesktop.Notifications ] || ln -sf "$f" "$STATE/services/"
+  done
+  cat > "$STATE/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <keep_umask/>
+  <listen>unix:path=$STATE/bus</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>$STATE/services</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOF
+}
+
 up() {
   local host=${1:-xfce}
   case $host in xfce|trayer) ;; *) log "unknown tray host $host (xfce|trayer)"; return 2 ;; esac
@@ -116,22 +159,19 @@ up() {
   unset XAUTHORITY WAYLAND_DISPLAY SESSION_MANAGER
   start_xvfb || return 1
   # A private bus: never let anything autolaunch one tied to the display (it outlives the test).
-  dbus-daemon --session --fork --address="unix:path=$STATE/bus" --print-pid=1 > "$STATE/bus.pid" \
+  local bus_config=--session
+  if [ "${NOTIFY_ACTIVATION:-yes}" = no ]; then write_bus_config; bus_config=--config-file=$STATE/bus.conf; fi
+  dbus-daemon "$bus_config" --fork --address="unix:path=$STATE/bus" --print-pid=1 > "$STATE/bus.pid" \
     2> "$STATE/dbus.log" || { fail "dbus-daemon did not start"; return 1; }
   remember dbus "$(cat "$STATE/bus.pid")"; export DBUS_SESSION_BUS_ADDRESS="unix:path=$STATE/bus"
   dbus-monitor "interface='org.freedesktop.Notifications'" "interface='org.kde.StatusNotifierWatcher'" \
                "interface='org.kde.StatusNotifierItem'" "interface='com.canonical.dbusmenu'" \
     > "$STATE/dbus-monitor.log" 2>&1 &
   remember dbus-monitor $!
-  dunst > "$STATE/dunst.log" 2>&1 &
-  remember dunst $!
-  wait_for 10 bus_has org.freedesktop.Notifications || { fail "no notification daemon"; return 1; }
+  start_dunst || return 1
   case $host in
     xfce)   write_xfce_config
-            xfce4-panel --disable-wm-check > "$STATE/panel.log" 2>&1 &
-            remember xfce4-panel $!
-            wait_for 20 bus_has org.kde.StatusNotifierWatcher || { fail "no StatusNotifierWatcher"; return 1; }
-            wait_for 10 has_window --class xfce4-panel || { fail "no xfce4-panel window"; return 1; } ;;
+            start_panel || return 1 ;;
     trayer) trayer --edge top --align right --widthtype request --height 32 \
                    --transparent false --tint 0xbbbbbb > "$STATE/trayer.log" 2>&1 &
             remember trayer $!
@@ -162,6 +202,30 @@ down() {
   log "down"
 }
 
+part_pid() { awk -v n="$1" '$1 == n { p = $2 } END { if (p) print p }' "$STATE/pids.named"; }
+
+kill_part() {
+  local pid c; pid=$(part_pid "$1")
+  { [ -n "$pid" ] && alive "$pid"; } || { log "$1 is not running"; return 1; }
+  local children; children=$(descendants "$pid")
+  kill "$pid"
+  local end=$((SECONDS + 10))
+  while alive "$pid" && [ "$SECONDS" -lt "$end" ]; do sleep 0.05; done
+  alive "$pid" && { kill -9 "$pid"; log "killed $1 hard"; }
+  # Its children too (xfce4-panel's plugin wrappers), so nothing of it serves any more.
+  for c in $children; do kill "$c" 2>/dev/null; done
+  log "killed $1 ($pid)"
+}
+
+start_part() { # shellcheck disable=SC1091
+  . "$STATE/env"; export DESKTOP_SESSION_OWNER=$STATE
+  case $1 in
+    dunst) start_dunst ;;
+    xfce4-panel) start_panel ;;
+    *) log "unknown part $1 (dunst|xfce4-panel)"; return 2 ;;
+  esac && log "started $1 ($(part_pid "$1"))"
+}
+
 shot() { # shellcheck disable=SC1091
   . "$STATE/env"; local dir=${2:-$STATE}; mkdir -p "$dir"; import -window root "$dir/$1.png" && echo "$dir/$1.png"; }
 pixel() { # shellcheck disable=SC1091
@@ -171,7 +235,9 @@ pixel() { # shellcheck disable=SC1091
 case ${1:-} in
   up) shift; up "$@" ;;
   down) down ;;
+  kill) [ $# -ge 2 ] || { echo "usage: $0 kill dunst|xfce4-panel" >&2; exit 2; }; kill_part "$2" ;;
+  start) [ $# -ge 2 ] || { echo "usage: $0 start dunst|xfce4-panel" >&2; exit 2; }; start_part "$2" ;;
   shot) [ $# -ge 2 ] || { echo "usage: $0 shot NAME [DIR]" >&2; exit 2; }; shot "$2" "${3:-}" ;;
   pixel) [ $# -ge 3 ] || { echo "usage: $0 pixel X Y" >&2; exit 2; }; pixel "$2" "$3" ;;
-  *) echo "usage: $0 up [xfce|trayer] | down | shot NAME [DIR] | pixel X Y   (STATE=$STATE)" >&2; exit 2 ;;
+  *) echo "usage: $0 up [xfce|trayer] | down | kill PART | start PART | shot NAME [DIR] | pixel X Y   (STATE=$STATE)" >&2; exit 2 ;;
 esac

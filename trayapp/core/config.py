@@ -22,7 +22,7 @@ from typing import Any
 from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
 from trayapp.core.apikey import clean_key
 from trayapp.core.model import PROTOCOLS, Port
-from trayapp.fileio import atomic_write
+from trayapp.fileio import atomic_write, describe_write_error
 
 CONFIG_VERSION = 1
 MAX_CONFIG_BYTES = 1024 * 1024  # a hand-written config is a few KB; more is damage
@@ -33,6 +33,10 @@ DEFAULT_LABEL = "Bluesky Queue Server (HTTP API)"
 DEFAULT_HEALTH_INTERVAL = 10.0
 HEALTH_INTERVAL_RANGE = (2.0, 600.0)
 HEALTH_OFF = "off"
+
+
+class SaveError(OSError):
+    """Settings could not be saved; the message says why in words, the old file is intact."""
 
 
 @dataclass(frozen=True)
@@ -353,11 +357,16 @@ def _watched_to_dict(entry: WatchedPort) -> dict[str, Any]:
 
 
 def save(path: Path, config: Config) -> None:
-    """Write atomically; the file is private (0600) because it may hold API keys."""
+    """Write atomically; the file is private (0600) because it may hold API keys. Raises
+    SaveError (an OSError) saying why, e.g. "no space left on /home; ...", when it cannot."""
     data = to_dict(config)
     try:
         encoded = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate kept from an unknown key: \u escapes always encode.
         encoded = (json.dumps(data, indent=2, ensure_ascii=True) + "\n").encode("ascii")
-    atomic_write(path, encoded, 0o600)
+    try:
+        atomic_write(path, encoded, 0o600)
+    except OSError as exc:
+        reason = describe_write_error(exc, path)
+        raise SaveError(f"{reason}; the settings file is unchanged") from exc

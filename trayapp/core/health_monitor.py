@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from trayapp.core.apikey import KeyChoice
 from trayapp.core.events import Event
-from trayapp.core.history import EventLog
 from trayapp.core.model import Port, PortState
 from trayapp.core.service_check import CheckOutcome, ServiceStore, run_check
 from trayapp.core.watcher import owner_identity
+from trayapp.core.writeback import HistoryWriter
 
 log = logging.getLogger(__name__)
 MAX_WORKERS = 4
@@ -66,7 +66,7 @@ class HealthMonitor:
         key_for: Callable[[Port], KeyChoice],
         expected_http_for: Callable[[PortState], bool] = lambda _state: False,
         store: ServiceStore | None = None,
-        event_log: EventLog | None = None,
+        history: HistoryWriter | None = None,
         check: Callable[..., CheckOutcome] = run_check,
         clock: Callable[[], float] = time.monotonic,
         workers: int = MAX_WORKERS,
@@ -76,7 +76,7 @@ class HealthMonitor:
         self._key_for = key_for
         self._expected_http_for = expected_http_for
         self.store = store or ServiceStore(None)
-        self._log = event_log
+        self._history = history
         self._check = check
         self._clock = clock
         self._tracked: dict[Port, _Tracked] = {}
@@ -213,9 +213,7 @@ class HealthMonitor:
         if outcome.problem:
             log.info("%s: %s", port, outcome.problem)
         events = outcome_events(port, outcome)
-        if events and self._log is not None:
-            try:
-                self._log.append(events)
-            except OSError as exc:
-                log.warning("could not write the events log: %s", exc)
+        if events and self._history is not None:
+            # While the disk refuses, they wait in memory with the scan's changes, in order.
+            self._history.write(events)
         self._on_outcome(port, state, outcome)

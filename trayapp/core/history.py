@@ -1,8 +1,8 @@
 """The events log: events.jsonl, one JSON object per line, bounded by rotation.
 
-Appends are single O_APPEND writes of a whole line, so the tray and a `portwatch watch --log`
-can share the file without interleaving. Reading never fails on what it finds: a truncated,
-garbage or oversized line is skipped and counted.
+Appends are single O_APPEND writes of whole lines (all or nothing, also on a full disk), so
+the tray and a `portwatch watch --log` can share the file without interleaving. Reading never
+fails on what it finds: a truncated, garbage or oversized line is skipped and counted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from trayapp.core.events import Event
 from trayapp.core.model import Port
+from trayapp.fileio import append_whole, rotate_files
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 DEFAULT_BACKUPS = 3
@@ -58,11 +59,7 @@ class EventLog:
             if not _ends_with_newline(self.path):
                 # A crash mid-write left half a line: end it, so it costs one line, not two.
                 encoded = b"\n" + encoded
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, encoded)
-            finally:
-                os.close(fd)
+            append_whole(self.path, encoded)
 
     def read(
         self, *, since: float | None = None, ports: Iterable[Port] | None = None
@@ -95,12 +92,7 @@ class EventLog:
             return
         if size == 0 or size + incoming <= self.max_bytes:
             return
-        # Whole files move, so the file being rotated keeps every event it had.
-        for index in range(self.backups, 1, -1):
-            older = self._backup(index - 1)
-            if older.exists():
-                os.replace(older, self._backup(index))
-        os.replace(self.path, self._backup(1))
+        rotate_files(self.path, self.backups)
 
 
 def _ends_with_newline(path: Path) -> bool:

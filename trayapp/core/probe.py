@@ -185,6 +185,9 @@ def _get(
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read(limit + 1)
+        length = response.getheader("Content-Length", "")
+        if length.isdigit() and len(body) < min(int(length), limit + 1):
+            raise http.client.IncompleteRead(body, int(length) - len(body))
         return _Answer(
             response.status,
             {k.lower(): v for k, v in response.getheaders()},
@@ -311,6 +314,8 @@ def _bluesky(
             "manager-unreachable",
             f"HTTP server up, RE Manager not answering (no status in {STATUS_TIMEOUT:g} s)",
         )
+    except http.client.IncompleteRead:
+        return result("error", "HTTP server up, /api/status answer cut short")
     except (http.client.HTTPException, OSError) as exc:
         return result("error", f"HTTP server up, /api/status failed: {type(exc).__name__}")
     if answer.status in (401, 403):

@@ -106,9 +106,11 @@ def run_check(
 ) -> CheckOutcome:
     """Check `state`'s service and update `memory` in place (one check per port at a time)."""
     identity = owner_identity(state)
-    if memory.identity != identity:
+    if memory.identity is not None and memory.identity != identity:
         memory.forget_owner()
-        memory.identity = identity
+    # Unknown (a memory read back after a restart): the last health seen still holds, so the
+    # same state is not news again.
+    memory.identity = identity
     result = probe_state(
         state,
         key,

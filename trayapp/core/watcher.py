@@ -12,6 +12,7 @@ from trayapp.core.events import Event, EventKind
 from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState, Snapshot
 from trayapp.core.scanning import ScanError, Scanner, timed_scan
+from trayapp.core.writeback import HistoryWriter
 
 
 def primary_owner(state: PortState) -> Owner | None:
@@ -114,17 +115,22 @@ class Watcher:
         scanner: Scanner,
         ports: Iterable[Port],
         *,
-        log: EventLog | None = None,
+        log: EventLog | HistoryWriter | None = None,
     ) -> None:
         self.scanner = scanner
         self._ports = list(dict.fromkeys(ports))
-        self.log = log
+        self.history = HistoryWriter(log) if isinstance(log, EventLog) else log
         self.last: Snapshot | None = None
         self.last_error: str | None = None
 
     @property
     def ports(self) -> list[Port]:
         return list(self._ports)
+
+    @property
+    def history_problem(self) -> str | None:
+        """Why the events log cannot be written right now (its events wait in memory)."""
+        return self.history.problem if self.history is not None else None
 
     def set_ports(self, ports: Iterable[Port]) -> None:
         self._ports = list(dict.fromkeys(ports))
@@ -139,12 +145,12 @@ class Watcher:
         snapshot = carry_owners(self.last, snapshot)
         events = diff(self.last, snapshot)
         self.last = snapshot
-        if events and self.log is not None:
-            try:
-                self.log.append(events)
-            except OSError as exc:
-                # Losing a log line is bad; stopping the watch over it would be worse.
-                self.last_error = f"could not write the events log: {exc}"
+        if self.history is not None:
+            # A full disk must neither stop the watch nor lose the change: it waits in memory.
+            if events:
+                self.history.write(events)
+            else:
+                self.history.retry()
         return snapshot, events
 
     def run(

@@ -26,11 +26,17 @@ PATH = "/org/freedesktop/Notifications"
 SIGNATURE = "susssasa{sv}i"  # app_name, replaces_id, icon, summary, body, actions, hints, timeout
 TIMEOUT_S = 2.0
 EXPIRE_MS = 8000
+OUTBOX = 32  # notifications waiting for a slow server; beyond, they are dropped (and logged)
 
 
 class DBusNotifier:
-    """send() shows a notification and returns its id; `on_click(id)` runs (on a helper thread)
-    when the user clicks one of ours.
+    """send() shows a notification and returns its id at once; `on_click(id)` runs (on a helper
+    thread) when the user clicks one of ours.
+
+    The calls go out on a sender thread, so a notification server that hangs (stopped, swapping,
+    deadlocked) never stalls the caller, the GUI thread: it waits up to TIMEOUT_S per call, the
+    GUI not at all. The ids handed out are ours; the server's ids are mapped to them when its
+    reply comes, for clicks and for updates in place.
 
     One connection both sends and listens: the service addresses ActionInvoked to the
     connection that created the notification, so a second connection would never hear it.
@@ -47,17 +53,60 @@ class DBusNotifier:
         self._router = self._stack.enter_context(open_dbus_router(bus="SESSION"))
         self._on_click = on_click
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
+        self._failing = False  # log a fault once, not once per notification
         self._thread: threading.Thread | None = None
-        if on_click is not None:
-            try:
+        self._outbox: queue.Queue[tuple[int, str, str, int, str] | None] = queue.Queue(OUTBOX)
+        self._lock = threading.Lock()
+        self._last_id = 0
+        self._server_ids: dict[int, int] = {}  # ours -> the server's (recent ones only)
+        self._our_ids: dict[int, int] = {}  # the server's -> ours
+        self._dropped = 0
+        try:
+            if on_click is not None:
                 self._start_listener()
-            except BaseException:
-                self._stack.close()
-                raise
+            self._sender = threading.Thread(
+                target=self._send_loop, name="portwatch-dbus-notify", daemon=True
+            )
+            self._sender.start()
+        except BaseException:
+            self._stack.close()
+            raise
 
     def send(self, title: str, body: str, replaces: int = 0, icon: str = "") -> int | None:
-        """Show a notification (or update notification `replaces` in place); its id."""
-        from jeepney import new_method_call
+        """Show a notification (or update our notification `replaces` in place); its id, or None
+        when too many are still waiting for a server that does not answer."""
+        with self._lock:
+            # An update in place keeps its id, as the server keeps its own.
+            if not replaces:
+                self._last_id += 1
+            our_id = replaces or self._last_id
+        try:
+            self._outbox.put_nowait((our_id, title, body, replaces, icon))
+        except queue.Full:
+            self._dropped += 1
+            if self._dropped == 1:
+                log.warning("notifications wait for a server that does not answer; dropping")
+            return None
+        return our_id
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._outbox.get()  # blocks: no wake-ups while nothing is to be sent
+            if item is None:
+                return
+            our_id, title, body, replaces, icon = item
+            with self._lock:
+                server_replaces = self._server_ids.get(replaces, 0) if replaces else 0
+            server_id = self._notify(title, body, server_replaces, icon)
+            if server_id is not None:
+                with self._lock:
+                    self._server_ids[our_id] = server_id
+                    self._our_ids[server_id] = our_id
+                    while len(self._server_ids) > 200:  # clicks only matter for recent ones
+                        del self._our_ids[self._server_ids.pop(next(iter(self._server_ids)))]
+
+    def _notify(self, title: str, body: str, replaces: int, icon: str) -> int | None:
+        from jeepney import HeaderFields, MessageType, new_method_call
 
         message = new_method_call(
             self._address,
@@ -67,9 +116,19 @@ class DBusNotifier:
         )
         try:
             reply = self._router.send_and_get_reply(message, timeout=TIMEOUT_S)
+            if reply.header.message_type == MessageType.error:
+                # The router hands back error replies (no server, none activatable) as messages.
+                name = reply.header.fields.get(HeaderFields.error_name, "error")
+                raise OSError(f"{name}: {reply.body[0] if reply.body else ''}")
         except Exception as exc:  # no service, a timeout, a dropped bus: log, never crash
-            log.warning("notification failed: %s", exc)
+            if not self._failing:
+                self._failing = True
+                log.warning("notifications fail (said once until they work again): %s", exc)
             return None
+        if self._failing or self._dropped:
+            self._failing = False
+            self._dropped = 0
+            log.info("notifications work again")
         values = reply.body
         return int(values[0]) if values and isinstance(values[0], int) else None
 
@@ -87,17 +146,21 @@ class DBusNotifier:
                 if signal is None:
                     return
                 notification_id, _action = signal.body
-                if self._on_click is not None:
-                    self._on_click(int(notification_id))
+                with self._lock:
+                    ours = self._our_ids.get(int(notification_id))
+                if self._on_click is not None and ours is not None:
+                    self._on_click(ours)
 
         self._thread = threading.Thread(target=listen, name="portwatch-dbus-clicks", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        if self._thread is not None:
+        for box, thread in ((self._outbox, self._sender), (self._queue, self._thread)):
+            if thread is None:
+                continue
             with contextlib.suppress(queue.Full):
-                self._queue.put(None, timeout=1.0)
-            self._thread.join(2.0)
+                box.put(None, timeout=1.0)
+            thread.join(TIMEOUT_S + 1.0)
         with contextlib.suppress(Exception):
             self._stack.close()
 

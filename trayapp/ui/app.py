@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import logging.handlers
 import os
 import signal
 import socket
@@ -17,6 +16,7 @@ from trayapp import __version__
 from trayapp.core import config as cfg
 from trayapp.core import paths
 from trayapp.core.history import EventLog
+from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
 from trayapp.core.service_check import ServiceStore
@@ -40,26 +40,20 @@ TRAY_POLL_MS = 500
 TRAY_RECHECK_MS = 5000
 
 
-def setup_logging(debug: bool) -> None:
+def setup_logging(debug: bool) -> LogFileHandler:
+    """The log file (and the terminal with --debug). A log file that cannot be written (full
+    disk, read-only folder) costs nothing but its lines, which wait in memory: see logfile.py."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = []
-    try:
-        folder = paths.log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
-                folder / "portwatch.log", maxBytes=1_000_000, backupCount=3, encoding="utf-8"
-            )
-        )
-    except OSError as exc:
-        print(f"portwatch: cannot write the log file ({exc}); logging to the terminal")
-    if debug or not handlers:
+    file_handler = LogFileHandler(paths.log_dir() / "portwatch.log")
+    handlers: list[logging.Handler] = [file_handler]
+    if debug:
         handlers.append(logging.StreamHandler())
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
+    return file_handler
 
 
 class PortWatchApp:
@@ -204,7 +198,7 @@ def _install_signal_handlers(qapp: QApplication) -> None:
 
 
 def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
-    setup_logging(debug)
+    log_file = setup_logging(debug)
     integration.set_app_user_model_id()  # before any window or notification exists
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qapp, QApplication)
@@ -234,6 +228,7 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         extra_ports=extra_ports,
         service_store=ServiceStore.load(paths.service_state_file()),
     )
+    controller.watch_log_file(log_file)
     app = PortWatchApp(qapp, controller)
     instance.command.connect(lambda _cmd: app.show_overview())
     _install_signal_handlers(qapp)

@@ -17,12 +17,14 @@ from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.events import Event
 from trayapp.core.health_monitor import HealthMonitor
 from trayapp.core.history import EventLog
+from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
 from trayapp.core.scanning import Scanner
 from trayapp.core.service_check import CheckOutcome, ServiceStore
 from trayapp.core.services import label_for
 from trayapp.core.status import IconState, overall_state
+from trayapp.core.writeback import HistoryWriter
 from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class Controller(QObject):
     paused_changed = Signal(bool)
     # Port, ProbeResult, CheckOutcome (None for a one-off check of a port not watched)
     probed = Signal(object, object, object)
+    # Something could not be written (what, why), said once when the first such problem starts.
+    write_failed = Signal(str, str)
+    _log_file_problem = Signal(object)  # str | None, from whichever thread logged
 
     # Queued requests to the worker threads (signals cross threads safely).
     _set_ports = Signal(list)
@@ -64,10 +69,18 @@ class Controller(QObject):
         self.error: str | None = None
         self.paused = False
         self.probes: dict[Port, ProbeResult] = {}
-        self._scan = ScanWorker(scanner_factory, self.ports(), config.interval, event_log)
+        # What cannot be written right now and why, e.g. {"history": "no space left on /home"}.
+        self.write_problems: dict[str, str] = {}
+        # Queued: never inside the logging call that failed.
+        self._log_file_problem.connect(
+            self._on_log_file_problem, Qt.ConnectionType.QueuedConnection
+        )
+        # One writer for the scan's changes and the health checks' news, so that while the
+        # disk refuses they wait together, and are written in the order they happened.
+        self._history = HistoryWriter(event_log) if event_log is not None else None
+        self._scan = ScanWorker(scanner_factory, self.ports(), config.interval, self._history)
         self._actions = ActionWorker()
         self._threads: list[QThread] = []
-        self._event_log = event_log
         self._store = service_store
         self.health: HealthMonitor | None = None
 
@@ -77,6 +90,7 @@ class Controller(QObject):
         self._scan.failed.connect(self._on_failed)
         self._scan.events.connect(self._on_events)
         self._scan.inspected.connect(self.inspected)
+        self._scan.history_problem.connect(self._on_history_problem)
         self._actions.finished.connect(self.action_done)
         self._set_ports.connect(self._scan.set_ports)
         self._set_interval.connect(self._scan.set_interval)
@@ -91,7 +105,7 @@ class Controller(QObject):
             interval_for=self.health_interval,
             key_for=self.key_for,
             store=self._store,
-            event_log=self._event_log,
+            history=self._history,
         )
         self._threads = [
             start_thread(self._scan, "portwatch-scan", self._scan.start),
@@ -109,6 +123,12 @@ class Controller(QObject):
             if not thread.wait(6000):
                 log.warning("thread %s did not stop in time", thread.objectName())
         self._threads = []
+
+    def watch_log_file(self, handler: LogFileHandler) -> None:
+        """Show the log file's trouble like the history's (its handler reports from any thread)."""
+        handler.on_problem = self._log_file_problem.emit
+        if handler.problem is not None:
+            self._set_write_problem("log file", handler.problem)
 
     # -- what views read -------------------------------------------------------------------
     def ports(self) -> list[Port]:
@@ -218,6 +238,24 @@ class Controller(QObject):
         if message != self.error:
             log.warning("scan failed: %s", message)
         self.error = message
+        self.changed.emit()
+
+    def _on_history_problem(self, problem: str | None) -> None:
+        self._set_write_problem("history", problem)
+
+    def _on_log_file_problem(self, problem: str | None) -> None:
+        self._set_write_problem("log file", problem)
+
+    def _set_write_problem(self, what: str, problem: str | None) -> None:
+        if self.write_problems.get(what) == problem:
+            return
+        first = not self.write_problems
+        if problem is None:
+            self.write_problems.pop(what, None)
+        else:
+            self.write_problems[what] = problem
+            if first:  # a full disk fails history and log file at once: tell the user once
+                self.write_failed.emit(what, problem)
         self.changed.emit()
 
     def _on_events(self, events: list[Event]) -> None:

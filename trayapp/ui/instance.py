@@ -85,7 +85,9 @@ class InstanceServer(QObject):
             command = str(message["command"]) if isinstance(message, dict) else ""
         except (ValueError, KeyError):
             command = ""
-        if command in ("show",):
+        if command == "ping":  # answered by the GUI thread: tells that it is not stuck
+            socket.write(b"ok\n")
+        elif command in ("show",):
             socket.write(b"ok\n")
             self.command.emit(command)
         else:

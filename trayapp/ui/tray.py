@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 RECENT_S = 10.0  # a probe answer this soon after a notification is added to it
 
 
+def write_problem_lines(problems: dict[str, str]) -> list[str]:
+    """e.g. 'History cannot be written: no space left on /home (kept in memory until it can)'."""
+    return [
+        f"{what.capitalize()} cannot be written: {why} (kept in memory until it can)"
+        for what, why in problems.items()
+    ]
+
+
 class Tray(QObject):
     open_port = Signal(object)  # Port
     open_overview = Signal()
@@ -68,6 +76,7 @@ class Tray(QObject):
         controller.paused_changed.connect(self.refresh)
         controller.events.connect(self.notify)
         controller.probed.connect(self._on_probed)
+        controller.write_failed.connect(self._on_write_failed)
         self.rebuild_menu()
         self.refresh()
 
@@ -94,7 +103,11 @@ class Tray(QObject):
             self.rebuild_menu()
 
     def _current_lines(self) -> list[str]:
-        return [self.controller.error or "", *map(self.port_line, self.controller.ports())]
+        return [
+            self.controller.error or "",
+            *write_problem_lines(self.controller.write_problems),
+            *map(self.port_line, self.controller.ports()),
+        ]
 
     def port_line(self, port: Port, *, long_health: bool = False) -> str:
         text = status.port_status(
@@ -110,6 +123,7 @@ class Tray(QObject):
         lines = ["Port Watch"]
         if self.controller.error:
             lines.append(f"Cannot scan: {self.controller.error}")
+        lines.extend(write_problem_lines(self.controller.write_problems))
         lines.extend(self.port_line(p, long_health=True) for p in self.controller.ports())
         return "\n".join(lines)
 
@@ -121,6 +135,8 @@ class Tray(QObject):
         self._menu_lines = self._current_lines()
         if self.controller.error:
             menu.addAction(f"Cannot scan: {self.controller.error}").setEnabled(False)
+        for line in write_problem_lines(self.controller.write_problems):
+            menu.addAction(line).setEnabled(False)
         ports = self.controller.ports()
         if not ports:
             menu.addAction("No ports watched").setEnabled(False)
@@ -193,6 +209,17 @@ class Tray(QObject):
         if shown is not None:
             self._show(shown)
         self._schedule_flush(self._clock())
+
+    def _on_write_failed(self, what: str, why: str) -> None:
+        """Once per episode (the controller decides): the menu and tooltip keep saying it."""
+        if not self.controller.config.notifications:
+            return
+        title, body = f"Port Watch cannot write its {what}", f"{why}. Kept in memory until it can."
+        log.info("notify: %s / %s", title, body)
+        if self.send_notification is not None:
+            self.send_notification(title, body, 0)
+        else:
+            self.tray.showMessage(title, body, QSystemTrayIcon.MessageIcon.Warning, 8000)
 
     def _add_health(self, port: Port, result: ProbeResult) -> None:
         """The first probe after a start: update that start's notification in place, so it

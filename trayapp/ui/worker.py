@@ -7,6 +7,7 @@ Workers only emit signals; widgets are touched by the GUI thread alone. A scan t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
@@ -21,8 +22,10 @@ from trayapp.core.report import PortReport
 from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.service_check import ServiceMemory, run_check
 from trayapp.core.watcher import Watcher
+from trayapp.core.writeback import HistoryWriter
 
 log = logging.getLogger(__name__)
+LATE_S = 5.0  # a poll this much later than due means the app was stopped or the machine slept
 
 
 class ScanWorker(QObject):
@@ -32,13 +35,14 @@ class ScanWorker(QObject):
     events = Signal(list)  # list[Event]
     failed = Signal(str)  # the whole scan failed: state unknown, keep the last one
     inspected = Signal(object, object)  # Port, PortReport (with connections) or None on failure
+    history_problem = Signal(object)  # str | None: why the events log cannot be written now
 
     def __init__(
         self,
         scanner_factory: Callable[[], Scanner],
         ports: list[Port],
         interval: float,
-        event_log: EventLog | None,
+        event_log: EventLog | HistoryWriter | None,
     ) -> None:
         super().__init__()
         self._factory = scanner_factory
@@ -47,6 +51,8 @@ class ScanWorker(QObject):
         self._log = event_log
         self._watcher: Watcher | None = None
         self._timer: QTimer | None = None
+        self._history_problem: str | None = None
+        self._due: float | None = None  # monotonic time the next timed poll is due
 
     @Slot()
     def start(self) -> None:
@@ -61,6 +67,11 @@ class ScanWorker(QObject):
     def poll(self) -> None:
         if self._watcher is None or self._timer is None:
             return
+        if self._due is not None:
+            late = time.monotonic() - self._due
+            if late > max(LATE_S, 3 * self._interval_ms / 1000):
+                # The single-shot timer fires once however long we slept: one poll catches up.
+                log.info("woke %.0f s late (suspended or stopped): one catch-up poll", late)
         try:
             snapshot, events = self._watcher.poll()
         except Exception as exc:  # never let a scanner bug kill the watch thread
@@ -73,7 +84,11 @@ class ScanWorker(QObject):
             self.snapshot.emit(snapshot)
         if events:
             self.events.emit(events)
+        if self._watcher.history_problem != self._history_problem:
+            self._history_problem = self._watcher.history_problem
+            self.history_problem.emit(self._history_problem)
         self._timer.start(self._interval_ms)
+        self._due = time.monotonic() + self._interval_ms / 1000
 
     @Slot(list)
     def set_ports(self, ports: list[Port]) -> None:
