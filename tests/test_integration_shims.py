@@ -95,7 +95,7 @@ def mac_loader(objc: FakeLibrary) -> FakeLoader:
 # --- Here (Linux): no-ops that never raise -----------------------------------------------------
 
 
-@pytest.mark.skipif(current_os() != "linux", reason="checks the no-op path on Linux")
+@pytest.mark.linux("checks the no-op path on Linux")
 def test_no_ops_on_linux() -> None:
     assert set_app_user_model_id() is False
     assert hide_dock_icon() is False

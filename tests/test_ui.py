@@ -18,6 +18,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
+from tests.support import child_env
 from tests.ui_support import free_port, http_server, make_controller
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
@@ -342,14 +343,13 @@ def test_history_window_lists_exports_and_totals(
 
 
 def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path: Path) -> None:
-    env = {
-        "PORTWATCH_HOME": str(portwatch_home),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PORTWATCH_TRAY_WAIT": "0",
-        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-    }
+    env = child_env(
+        PORTWATCH_HOME=str(portwatch_home),
+        QT_QPA_PLATFORM="offscreen",
+        PORTWATCH_TRAY_WAIT="0",
+        XDG_RUNTIME_DIR=str(tmp_path / "run"),
+        HOME=str(tmp_path),
+    )
     (tmp_path / "run").mkdir(mode=0o700)
     first = subprocess.Popen(
         [sys.executable, "-m", "trayapp", "--debug"],
@@ -377,6 +377,7 @@ def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path:
     assert "Traceback" not in err
 
 
+@pytest.mark.posix("POSIX signals; on Windows send_signal(SIGTERM) is TerminateProcess")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_the_app_quits_cleanly_on_a_signal(portwatch_home: Path, signum: int) -> None:
     env = {

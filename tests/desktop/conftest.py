@@ -23,10 +23,12 @@ _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test in this directory carries the `desktop` marker (select with -m desktop)."""
+    """Every test in this directory carries the `desktop` marker (select with -m desktop), and
+    runs on Linux only: the harnesses are X11 and Wayland desktops."""
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.desktop)
+            item.add_marker(pytest.mark.linux("the desktop harnesses run X11 and Wayland"))
 
 
 @pytest.hookimpl(wrapper=True)
