@@ -6,6 +6,10 @@ exactly when it changed), and it offers a clickable default action only for Crit
 so clicking a notification does nothing. Talking to the service ourselves fixes both, and works
 when there is a notification service but no tray at all.
 
+On Wayland a window cannot bring itself to the front: the compositor wants an xdg-activation
+token from the user's click. Servers that implement spec 1.2 send one (ActivationToken) just
+before ActionInvoked; take_activation_token() hands it to the window that the click opens.
+
 jeepney marshals the calls: Notify takes a uint32 replaces_id, which PySide6's QtDBus cannot
 express (it has no QVariant), and the service rejects a call whose signature differs.
 """
@@ -16,6 +20,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +31,7 @@ PATH = "/org/freedesktop/Notifications"
 SIGNATURE = "susssasa{sv}i"  # app_name, replaces_id, icon, summary, body, actions, hints, timeout
 TIMEOUT_S = 2.0
 EXPIRE_MS = 8000
+TOKEN_MAX_AGE_S = 10.0  # a click's token is for the window it opens, not for a later one
 
 
 class DBusNotifier:
@@ -48,6 +54,7 @@ class DBusNotifier:
         self._on_click = on_click
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
         self._thread: threading.Thread | None = None
+        self._token: tuple[str, float] | None = None  # the latest click's, with when it came
         if on_click is not None:
             try:
                 self._start_listener()
@@ -74,24 +81,35 @@ class DBusNotifier:
         return int(values[0]) if values and isinstance(values[0], int) else None
 
     def _start_listener(self) -> None:
-        from jeepney import MatchRule, message_bus
+        from jeepney import HeaderFields, MatchRule, message_bus
         from jeepney.io.threading import Proxy
 
-        rule = MatchRule(type="signal", interface=SERVICE, member="ActionInvoked", path=PATH)
-        Proxy(message_bus, self._router, timeout=TIMEOUT_S).AddMatch(rule)
-        self._stack.enter_context(self._router.filter(rule, queue=self._queue))
+        # One queue for both, so a click's token is always seen before the click itself.
+        for member in ("ActivationToken", "ActionInvoked"):
+            rule = MatchRule(type="signal", interface=SERVICE, member=member, path=PATH)
+            Proxy(message_bus, self._router, timeout=TIMEOUT_S).AddMatch(rule)
+            self._stack.enter_context(self._router.filter(rule, queue=self._queue))
 
         def listen() -> None:
             while True:
                 signal = self._queue.get()  # blocks: no wake-ups until a click or close()
                 if signal is None:
                     return
-                notification_id, _action = signal.body
-                if self._on_click is not None:
+                notification_id, value = signal.body
+                if signal.header.fields.get(HeaderFields.member) == "ActivationToken":
+                    self._token = (str(value), time.monotonic())
+                elif self._on_click is not None:
                     self._on_click(int(notification_id))
 
         self._thread = threading.Thread(target=listen, name="portwatch-dbus-clicks", daemon=True)
         self._thread.start()
+
+    def take_activation_token(self) -> str | None:
+        """The xdg-activation token that came with the latest click, once, if it is recent."""
+        token, self._token = self._token, None
+        if token is None or time.monotonic() - token[1] > TOKEN_MAX_AGE_S:
+            return None
+        return token[0]
 
     def close(self) -> None:
         if self._thread is not None:
