@@ -235,7 +235,7 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         extra_ports=extra_ports,
     )
     app = PortWatchApp(qapp, controller)
-    instance.command.connect(lambda _cmd: app.show_overview())
+    instance.command.connect(lambda cmd: app.quit() if cmd == "quit" else app.show_overview())
     _install_signal_handlers(qapp)
     controller.start()
     app.start_tray()

@@ -32,6 +32,14 @@ def server_name() -> str:
     return f"{APP_NAME}-{user}-{scope}"
 
 
+def ask_to_quit() -> bool:
+    """Ask the running app to quit (`portwatch tray --quit`): True if one took the message."""
+    from PySide6.QtCore import QCoreApplication
+
+    _app = QCoreApplication.instance() or QCoreApplication([])  # QLocalSocket needs one
+    return ask_running_instance("quit")
+
+
 def ask_running_instance(command: str = "show") -> bool:
     """True if another instance took the message (so this one should exit)."""
     socket = QLocalSocket()
@@ -85,7 +93,7 @@ class InstanceServer(QObject):
             command = str(message["command"]) if isinstance(message, dict) else ""
         except (ValueError, KeyError):
             command = ""
-        if command in ("show",):
+        if command in ("show", "quit"):
             socket.write(b"ok\n")
             self.command.emit(command)
         else:
