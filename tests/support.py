@@ -11,8 +11,22 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # What a child process needs from the OS itself. Windows: without SYSTEMROOT Python cannot
-# even seed its random module or start the socket layer, without PATH it finds no DLLs.
-_WINDOWS_VARS = ("SYSTEMROOT", "SYSTEMDRIVE", "PATH", "PATHEXT", "COMSPEC", "TEMP", "TMP", "WINDIR")
+# even seed its random module or start the socket layer, without PATH it finds no DLLs, without
+# USERNAME getpass.getuser() falls back to the pwd module, which Windows does not have.
+_WINDOWS_VARS = (
+    "SYSTEMROOT",
+    "SYSTEMDRIVE",
+    "WINDIR",
+    "PATH",
+    "PATHEXT",
+    "COMSPEC",
+    "TEMP",
+    "TMP",
+    "USERNAME",
+    "USERPROFILE",
+    "APPDATA",
+    "LOCALAPPDATA",
+)
 
 
 def missing_part(reason: str) -> None:

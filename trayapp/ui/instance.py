@@ -26,7 +26,7 @@ def server_name() -> str:
     # Per user, and per PORTWATCH_HOME so isolated test instances don't meet each other.
     try:
         user = getpass.getuser()
-    except (KeyError, OSError):
+    except (KeyError, OSError, ImportError):  # Windows without USERNAME: it tries pwd
         user = "unknown"
     scope = hashlib.sha1(str(paths.config_dir()).encode()).hexdigest()[:10]
     return f"{APP_NAME}-{user}-{scope}"
