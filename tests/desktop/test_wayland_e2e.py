@@ -157,28 +157,42 @@ def test_a_day_in_the_tray_on_wayland(wayland: WaylandDesktop, app_home: Path) -
         wayland.screenshot("wayland-6-activated")
         close_all(wayland, app.proc.pid)
 
-        # 7. Settings... from the menu; Save writes the settings file.
+        # 7. Settings... from the menu: Remove the port's row (the current one), Save; the
+        # settings file no longer lists it, and the app stops watching it.
         _menu, rows = wayland.open_tray_menu(area)
         wayland.click(*rows[labels.index("Settings...")].center)
         dialog = only_window(wayland, "^Port Watch Settings$")
         wait_focused(wayland, dialog, "the settings dialog")
         wayland.screenshot("wayland-7-settings")
         box = wayland.window_geometry(dialog)
-        strip = wayland.capture(box.x + box.w // 2, box.y + box.h - 45, box.w // 2, 45)
+        # Select the port's row by its number in the table's row header: the third line of
+        # text from the top (after the table's caption and its column titles).
+        upper = wayland.capture(box.x, box.y, box.w // 2, 150)
+        _caption, _titles, first_row = upper.text_lines()[:3]
+        wayland.click(*ink_groups(upper, first_row)[0].center)
+        # Below the table, on the left: the Add and Remove buttons' labels, then the rows of
+        # the poll interval, notifications and start at login.
+        lower_left = wayland.capture(box.x, box.y + box.h - 170, box.w // 3, 170)
+        add, remove = ink_groups(lower_left, lower_left.text_lines()[0])
+        assert remove.x > add.x + add.w
+        wayland.click(*remove.center)
+        wayland.screenshot("wayland-7b-row-removed")
         # Save and Cancel (with their icons) are all that is drawn there; Save comes first.
+        strip = wayland.capture(box.x + box.w // 2, box.y + box.h - 45, box.w // 2, 45)
         ink = strip.text_lines()
         top, bottom = min(r.y for r in ink), max(r.y + r.h for r in ink)
         save = ink_groups(strip, Rect(strip.x, top, strip.width, bottom - top))[0]
-        before = config_file.read_text()
         wayland.click(*save.center)
         wait_until(lambda: not wayland.find_windows(name="Settings"), 10, message="dialog closed")
         saved = json.loads(config_file.read_text())
-        assert config_file.read_text() != before  # rewritten by the app, in its own form
-        assert [(p["port"], p["label"]) for p in saved["ports"]] == [(port, label)]
-        assert saved["interval"] == 0.5
+        assert saved["ports"] == [] and saved["interval"] == 0.5
 
-        # 8. Quit from the menu: a clean exit, the item gone, nothing left running.
+        # 8. The menu without the port's line (it is rebuilt as it opens); Quit from it: a
+        # clean exit, the item gone, nothing left running.
         _menu, rows = wayland.open_tray_menu(area)
+        labels = wayland.tray_menu_labels(item)
+        assert not any(str(port) in line for line in labels), labels
+        assert labels[0] == "No ports watched" and labels[-1] == "Quit"  # the first is greyed
         wayland.click(*rows[-1].center)
         code, err = app.finish(timeout=20)
         assert code == 0, err
