@@ -42,14 +42,15 @@
 #   - focus_on_window_activation is `focus` (sway's default only marks the window urgent): like
 #     GNOME and KDE, a window that asks with an activation token is brought to the front.
 #   - An app still running at `down` dies with "The Wayland connection broke": stop it first.
-#   - sway refuses to run as root (it checks that root cannot be regained), so it runs as SWAY_UID
-#     (default 65534, nobody) with its own 0700 runtime dir $STATE/sway; everything else runs as the
-#     caller and reaches sway through WAYLAND_DISPLAY as an absolute path. STATE must therefore be
-#     reachable by that uid (anywhere under /tmp is).
+#   - sway refuses to run as root (it checks that root cannot be regained), so under root it runs
+#     as SWAY_UID (default 65534, nobody) with its own 0700 runtime dir $STATE/sway; everything else
+#     runs as the caller and reaches sway through WAYLAND_DISPLAY as an absolute path. STATE must
+#     therefore be reachable by that uid (anywhere under /tmp is). Not root: sway runs as the caller.
 set -u
 STATE=${STATE:-${TMPDIR:-/tmp}/desktop-wayland}
 WL_SIZE=${WL_SIZE:-1024x768}
 SWAY_UID=${SWAY_UID:-65534}
+[ "$(id -u)" = 0 ] || SWAY_UID=$(id -u)   # only root has to (and can) hand sway to another user
 BAR_HEIGHT=32
 
 log() { echo "[wayland $(date +%T)] $*" >&2; }
@@ -160,7 +161,7 @@ up() {
   case $host in waybar|none) ;; *) log "unknown tray host $host (waybar|none)"; return 2 ;; esac
   [ -e "$STATE/pids" ] && { log "already up ($STATE/pids exists); run down first"; return 1; }
   mkdir -p "$STATE/home" "$STATE/runtime" "$STATE/sway"; chmod 755 "$STATE"; chmod 700 "$STATE/runtime"
-  chown "$SWAY_UID:$SWAY_UID" "$STATE/sway"; chmod 700 "$STATE/sway"
+  [ "$(id -u)" = 0 ] && chown "$SWAY_UID:$SWAY_UID" "$STATE/sway"; chmod 700 "$STATE/sway"
   : > "$STATE/pids"; : > "$STATE/pids.named"; echo "$host" > "$STATE/host"
   rm -f "$STATE/sway/"* "$STATE/pointer.fifo"
   export HOME=$STATE/home XDG_CONFIG_HOME=$STATE/home/.config XDG_DATA_HOME=$STATE/home/.local/share \
@@ -170,7 +171,9 @@ up() {
   export DESKTOP_SESSION_OWNER=$STATE   # marks what this session starts (not in $STATE/env)
   unset DISPLAY XAUTHORITY SESSION_MANAGER
   write_configs; chmod 644 "$STATE/sway.conf"
-  setpriv --reuid="$SWAY_UID" --regid="$SWAY_UID" --clear-groups test -r "$STATE/sway.conf" \
+  local as_sway=()
+  [ "$(id -u)" = 0 ] && as_sway=(setpriv --reuid="$SWAY_UID" --regid="$SWAY_UID" --clear-groups)
+  "${as_sway[@]}" test -r "$STATE/sway.conf" \
     || { log "uid $SWAY_UID cannot read $STATE/sway.conf: put STATE under a world-searchable dir (e.g. /tmp)"; return 1; }
   # A private bus: never let anything autolaunch one (it would outlive the test).
   dbus-daemon --session --fork --address="unix:path=$STATE/bus" --print-pid=1 > "$STATE/bus.pid" \
@@ -181,7 +184,7 @@ up() {
     > "$STATE/dbus-monitor.log" 2>&1 &
   remember dbus-monitor $!
   # sway refuses to start as real root: run it as SWAY_UID, with only the variables it needs.
-  setpriv --reuid="$SWAY_UID" --regid="$SWAY_UID" --clear-groups env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  "${as_sway[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     HOME="$STATE/sway" XDG_RUNTIME_DIR="$STATE/sway" WLR_BACKENDS=headless WLR_LIBINPUT_NO_DEVICES=1 \
     WLR_RENDERER=pixman WLR_HEADLESS_OUTPUTS=1 DESKTOP_SESSION_OWNER="$STATE" \
     sway -c "$STATE/sway.conf" > "$STATE/sway.log" 2>&1 &
