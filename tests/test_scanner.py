@@ -303,6 +303,7 @@ def test_processes_exiting_mid_lookup_do_not_break_the_scan(backend: Backend) ->
     assert started > 20
 
 
+@pytest.mark.posix("zombies (exited, not yet reaped) exist on POSIX only")
 def test_describe_tolerates_vanished_and_zombie_processes() -> None:
     with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
         deadline = time.monotonic() + DEADLINE
