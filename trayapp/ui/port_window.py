@@ -450,7 +450,7 @@ def show_window(window: QWidget, activation_token: str | None = None) -> None:
     xdg-activation token from the user's action: Qt's activateWindow() uses (and then unsets)
     XDG_ACTIVATION_TOKEN, so the token of the click that asked for the window goes there.
     https://wayland.app/protocols/xdg-activation-v1"""
-    if activation_token and QGuiApplication.platformName() == "wayland":
+    if activation_token and QGuiApplication.platformName().startswith("wayland"):
         os.environ["XDG_ACTIVATION_TOKEN"] = activation_token
     window.show()
     window.raise_()
