@@ -1,8 +1,10 @@
-"""Fixtures for tests that need a real desktop (see harness.py and session.sh).
+"""Fixtures for tests that need a real desktop (see harness.py and session.sh, and their
+Wayland twins wayland_harness.py and wayland.sh).
 
-`desktop` starts one session per test module (starting costs about a second; xfce is the
+`desktop` starts one X11 session per test module (starting costs about a second; xfce is the
 default tray host). Ask for the XEmbed host with
-`@pytest.mark.parametrize("desktop", ["trayer"], indirect=True)`.
+`@pytest.mark.parametrize("desktop", ["trayer"], indirect=True)`. `wayland` starts a Wayland
+session (waybar's tray by default; "none" for a desktop without a tray).
 
 When the desktop programs are missing the tests are skipped, except under CI=true, where CI was
 supposed to install them: there they fail, naming what is missing.
