@@ -4,22 +4,34 @@ Elsewhere these skip: see tests/conftest.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import plistlib
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.native.live import DIST, bundle_cli, check_json, child_listener
+from tests.native.live import DIST, REPO, bundle_cli, check_json, child_listener
 from trayapp import __version__
 from trayapp.platforms.autostart import LAUNCH_AGENT_LABEL, LaunchAgentAutostart
 from trayapp.platforms.ephemeral import read_ephemeral
 
 pytestmark = pytest.mark.macos("launchd, plutil, sysctl and the .app bundle")
+MAKE_ICONS = REPO / "packaging" / "make_icons.py"
 
 APP = DIST / "Port Watch.app"
-TRAY_STATES = ("all", "some", "none", "trouble")  # packaging/make_icons.py
+
+
+def tray_states() -> tuple[str, ...]:
+    """The icon states the build makes template images for (packaging/make_icons.py)."""
+    spec = importlib.util.spec_from_file_location("portwatch_make_icons", MAKE_ICONS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look the module up there
+    spec.loader.exec_module(module)
+    return tuple(module.TRAY_STATES)
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +79,7 @@ def test_app_bundle_is_a_menu_bar_app_with_template_icons() -> None:
     assert info["LSUIElement"] is True
     assert info["CFBundleShortVersionString"] == __version__
     found = {p.name for p in APP.rglob("*Template*.png")}
-    wanted = {f"{s}Template{x}.png" for s in TRAY_STATES for x in ("", "@2x")}
+    wanted = {f"{s}Template{x}.png" for s in tray_states() for x in ("", "@2x")}
     assert wanted <= found, sorted(wanted - found)
 
 
