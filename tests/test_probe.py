@@ -416,29 +416,18 @@ def _real_bluesky(python: str, port: int, log: Path) -> Iterator[subprocess.Pope
     env = {**os.environ, "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "secret"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=env,
-            start_new_session=os.name == "posix",
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
         )
-    # Its workers too: on POSIX the whole session; Windows ends the server process itself.
-    stop, kill = (
-        (lambda: os.killpg(proc.pid, signal.SIGTERM), lambda: os.killpg(proc.pid, signal.SIGKILL))
-        if os.name == "posix"
-        else (proc.terminate, proc.kill)
-    )
     try:
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
-            stop()
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                kill()
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
