@@ -165,15 +165,17 @@ def test_a_day_in_the_tray_on_wayland(wayland: WaylandDesktop, app_home: Path) -
         wait_focused(wayland, dialog, "the settings dialog")
         wayland.screenshot("wayland-7-settings")
         box = wayland.window_geometry(dialog)
-        # Select the port's row by its number in the table's row header: the third line of
-        # text from the top (after the table's caption and its column titles).
-        upper = wayland.capture(box.x, box.y, box.w // 2, 150)
-        _caption, _titles, first_row = upper.text_lines()[:3]
-        wayland.click(*ink_groups(upper, first_row)[0].center)
-        # Below the table, on the left: the Add and Remove buttons' labels, then the rows of
-        # the poll interval, notifications and start at login.
-        lower_left = wayland.capture(box.x, box.y + box.h - 170, box.w // 3, 170)
-        add, remove = ink_groups(lower_left, lower_left.text_lines()[0])
+        # The dialog's left third, as lines of text: the table's caption, its column titles,
+        # the port's row; then the empty rest of the table (the widest gap); then the Add and
+        # Remove buttons' labels.
+        left = wayland.capture(box.x, box.y, box.w // 3, box.h)
+        lines = left.text_lines()
+        _caption, _titles, first_row = lines[:3]
+        gaps = [lines[i + 1].y - (lines[i].y + lines[i].h) for i in range(2, len(lines) - 1)]
+        buttons = lines[3 + gaps.index(max(gaps))]
+        # Select the port's row by its number in the row header, then Remove it.
+        wayland.click(*ink_groups(left, first_row)[0].center)
+        add, remove = ink_groups(left, buttons)
         assert remove.x > add.x + add.w
         wayland.click(*remove.center)
         wayland.screenshot("wayland-7b-row-removed")
