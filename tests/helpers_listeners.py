@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support import child_env
 from trayapp.core.model import Port, Snapshot
 from trayapp.core.scanning import Scanner
 
@@ -238,7 +239,7 @@ def as_user(user: pwd.struct_passwd) -> list[str]:
 
 
 def user_env(pythonpath: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
+    return child_env(PYTHONPATH=pythonpath, PYTHONDONTWRITEBYTECODE="1")
 
 
 @contextlib.contextmanager
