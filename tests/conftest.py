@@ -1,10 +1,15 @@
 """Every test runs with its own PORTWATCH_HOME, so none touches the user's real settings,
-and Qt widgets render offscreen in the test process (the real desktop is in tests/desktop)."""
+and Qt widgets render offscreen in the test process (the real desktop is in tests/desktop).
+
+OS markers: a test that only makes sense on some OSes says so with @pytest.mark.linux(reason),
+posix(reason), windows(reason) or macos(reason); elsewhere it is skipped with that reason, never
+left to crash. The CI workflow runs the same suite on Linux, Windows and macOS."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +20,33 @@ if TYPE_CHECKING:
     from tests.bluesky_stack import BlueskyStack
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# marker -> (does this OS have it, what to call the OSes in the skip reason)
+OS_MARKERS: dict[str, tuple[bool, str]] = {
+    "linux": (sys.platform.startswith("linux"), "Linux"),
+    "posix": (os.name == "posix", "POSIX (Linux, macOS)"),
+    "windows": (sys.platform == "win32", "Windows"),
+    "macos": (sys.platform == "darwin", "macOS"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in OS_MARKERS:
+            for mark in item.iter_markers(name):
+                if not (mark.args and isinstance(mark.args[0], str) and mark.args[0].strip()):
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: @pytest.mark.{name} needs the reason as its argument"
+                    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture: a fixture may need what only the marked OS has."""
+    for name, (here, label) in OS_MARKERS.items():
+        mark = item.get_closest_marker(name)
+        if mark is not None and not here:
+            pytest.skip(f"{label} only: {mark.args[0]}")
 
 
 @pytest.fixture(autouse=True)

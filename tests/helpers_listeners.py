@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
+import queue
 import random
-import selectors
 import shutil
 import signal
 import socket
@@ -14,15 +13,21 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support import child_env
 from trayapp.core.model import Port, Snapshot
 from trayapp.core.scanning import Scanner
+
+if TYPE_CHECKING:
+    import pwd  # POSIX only: Windows must still collect the modules that use these helpers
 
 DEADLINE = 20.0  # seconds to wait for something a child process does
 
@@ -147,9 +152,11 @@ def wait_for_snapshot(
 
 
 class Child:
-    """A Python child process in its own session: killed with all its descendants at exit.
+    """A Python child process in its own session (POSIX; on Windows its own process group):
+    killed with all its descendants at exit (Windows: the child itself).
 
-    It gets the test's stdin as a pipe: closing that is how it is told to finish.
+    It gets the test's stdin as a pipe: closing that is how it is told to finish. Its stdout is
+    read by a thread, since Windows cannot wait on a pipe with select().
     """
 
     def __init__(
@@ -161,10 +168,21 @@ class Child:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=os.name == "posix",
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
             env=env,
             text=True,
         )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        with contextlib.suppress(OSError, ValueError):  # closed by finish()
+            for line in self.proc.stdout:
+                self._lines.put(line)
+        self._lines.put("")  # end of output
 
     @classmethod
     def python(cls, code: str, *args: str) -> Child:
@@ -175,12 +193,10 @@ class Child:
         return self.proc.pid
 
     def read_line(self, timeout: float = DEADLINE) -> str:
-        assert self.proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                pytest.fail(f"child {self.proc.args!r} said nothing within {timeout} s")
-        line = self.proc.stdout.readline()
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"child {self.proc.args!r} said nothing within {timeout} s")
         if not line:
             pytest.fail(f"child exited early: {self.finish()}")
         return line.strip()
@@ -191,18 +207,25 @@ class Child:
         with contextlib.suppress(BrokenPipeError):
             self.proc.stdin.close()
         if self._terminate:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+            self._signal_group(stop=False)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._signal_group(stop=True)
         self.proc.wait()
+        self._reader.join(5)  # the pipe is at its end once the child is gone
         err = self.proc.stderr.read()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
         return err
+
+    def _signal_group(self, stop: bool) -> None:
+        """SIGTERM (or SIGKILL when `stop`) to the child's session; Windows: end the child."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.name == "posix":
+                os.killpg(self.proc.pid, signal.SIGKILL if stop else signal.SIGTERM)
+            elif self.proc.poll() is None:
+                self.proc.kill() if stop else self.proc.terminate()
 
     def __enter__(self) -> Child:
         return self
@@ -216,7 +239,7 @@ def as_user(user: pwd.struct_passwd) -> list[str]:
 
 
 def user_env(pythonpath: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
+    return child_env(PYTHONPATH=pythonpath, PYTHONDONTWRITEBYTECODE="1")
 
 
 @contextlib.contextmanager
@@ -232,6 +255,8 @@ def system_users(names: tuple[str, ...]) -> Iterator[tuple[pwd.struct_passwd, ..
         )
         if done.returncode not in (0, 9):  # 9: left over from an earlier run, fine
             pytest.fail(f"useradd {name} failed: {done.stderr}")
+    import pwd
+
     try:
         yield tuple(pwd.getpwnam(name) for name in names)
     finally:

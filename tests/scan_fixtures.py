@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pwd
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +12,9 @@ from tests.helpers_listeners import Backend, system_users, user_sandbox
 from tests.support import missing_part
 from trayapp.core.scanning import ScanError
 from trayapp.platforms.scanners import BACKENDS, make_scanner
+
+if TYPE_CHECKING:
+    import pwd  # POSIX only
 
 
 @pytest.fixture(params=BACKENDS)

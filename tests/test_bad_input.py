@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from tests.support import missing_part
+from tests.support import child_env, missing_part
 from trayapp import cli
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
@@ -117,7 +117,7 @@ def check_usage_error(code: int, out: str, err: str) -> None:
 
 
 def run_check(args: list[str | bytes], home: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {"PORTWATCH_HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = child_env(PORTWATCH_HOME=str(home), LANG="C.UTF-8")
     return subprocess.run(
         [sys.executable, "-m", "trayapp", "check", *args],
         capture_output=True,
@@ -281,7 +281,7 @@ def test_cli_error_messages_escape_control_characters(tmp_path: Path) -> None:
     (a script reading stderr sees a forged second line), an escape sequence reaches the
     terminal, and a 5,000-character argument makes a 5,000-character line. parse_ports' own
     messages escape and cut tokens (ports.shown); these do neither."""
-    env = {"PORTWATCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = child_env(PORTWATCH_HOME=str(tmp_path), LANG="C.UTF-8")
     failures = []
     for argv in ARGPARSE_ECHO:
         CASES["CLI option, hand-picked (subprocess)"] += 1
@@ -630,15 +630,14 @@ def _app_home(case: BadConfig, base: Path) -> Path:
 
 
 def _start_app(case: BadConfig, home: Path) -> subprocess.Popen[str]:
-    env = {
-        "PORTWATCH_HOME": str(home),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PORTWATCH_TRAY_WAIT": "0",
-        "XDG_RUNTIME_DIR": str(home / "run"),
-        "TMPDIR": str(home / "run"),
-        "HOME": str(home),
-        "PATH": "/usr/bin:/bin",
-    }
+    env = child_env(
+        PORTWATCH_HOME=str(home),
+        QT_QPA_PLATFORM="offscreen",
+        PORTWATCH_TRAY_WAIT="0",
+        XDG_RUNTIME_DIR=str(home / "run"),
+        TMPDIR=str(home / "run"),
+        HOME=str(home),
+    )
     argv = [sys.executable, "-m", "trayapp"]
     if case.as_nobody and IS_ROOT:
         argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
@@ -690,12 +689,11 @@ def _has_setpriv() -> bool:
     return shutil.which("setpriv") is not None
 
 
+@pytest.mark.posix("ends the app with SIGTERM and expects a clean exit (Windows: TerminateProcess)")
 @pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c.name for c in BAD_CONFIGS])
 def test_app_starts_and_keeps_running_with_a_bad_settings_file(
     case: BadConfig, app_runs: dict[str, AppRun]
 ) -> None:
-    if case.name == "unreadable" and os.name != "posix":
-        pytest.skip("file permissions are POSIX")
     if case.name not in app_runs:
         missing_part("needs setpriv to run the app as nobody: root reads any file")
     CASES["settings file, hand-picked (real app)"] += 1
@@ -835,7 +833,7 @@ def _write_damaged_log(path: Path) -> tuple[list[bytes], int]:
 
 
 def _history(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PORTWATCH_HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC"}
+    env = child_env(PORTWATCH_HOME=str(home), LANG="C.UTF-8", TZ="UTC")
     return subprocess.run(
         [sys.executable, "-m", "trayapp", "history", *args],
         capture_output=True,

@@ -12,9 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.bluesky_stack import API_KEY, BlueskyStack
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.linux(
+    "the real stack comes from make bluesky-venv and Debian's redis-server (tests/bluesky_stack.py)"
+)
 
 
 def portwatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:

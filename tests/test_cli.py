@@ -172,6 +172,7 @@ def test_wait_succeeds_once_listening_and_times_out_otherwise() -> None:
         thread.join()
 
 
+@pytest.mark.posix("stops watch with SIGINT; Windows has only CTRL_C_EVENT, for a console group")
 def test_watch_reports_start_and_stop_in_order() -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -267,6 +268,7 @@ def test_cli_never_touches_a_damaged_config(portwatch_home: Path, listener: sock
     assert list(config.parent.iterdir()) == [config]
 
 
+@pytest.mark.linux("only an X11 or Wayland session can lack a display; there the app would run")
 def test_tray_without_a_display_says_so() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.pop("QT_QPA_PLATFORM", None)

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -149,9 +148,7 @@ def test_hints() -> None:
 
 # --- Linux: the commands run here ----------------------------------------------------------------
 
-needs_linux = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="runs the Linux commands"
-)
+needs_linux = pytest.mark.linux("runs the Linux commands")
 
 
 @needs_linux

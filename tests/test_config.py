@@ -48,7 +48,7 @@ def test_round_trip_keeps_everything(path: Path) -> None:
     assert loaded.config == config
 
 
-@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.posix("file modes are POSIX")
 def test_saved_file_is_private(path: Path) -> None:
     cfg.save(path, cfg.Config())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

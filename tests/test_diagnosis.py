@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import random
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
@@ -31,6 +30,7 @@ from tests.helpers_listeners import (
     user_env,
 )
 from tests.helpers_listeners import user_sandbox as sandbox_for
+from tests.support import user_name
 from trayapp.core.diagnosis import Finding, diagnose
 from trayapp.core.model import Port, PortState
 from trayapp.core.ranges import explain_port
@@ -38,9 +38,12 @@ from trayapp.platforms import ephemeral
 from trayapp.platforms.ephemeral import EphemeralInfo, parse_netsh_dynamicport, parse_netsh_excluded
 from trayapp.platforms.scanners import create_scanner
 
+if TYPE_CHECKING:
+    import pwd  # POSIX only
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+linux_only = pytest.mark.linux("Linux's own behaviour (source ports, /proc/<pid>/comm)")
 
 LISTENER = r"""
 import socket, sys
@@ -114,7 +117,7 @@ def test_held_by_a_process() -> None:
         findings = findings_for(scan(port, owned_by(child.pid)))
     (finding,) = findings
     assert finding.cause == "process"
-    assert f"(pid {child.pid}, user {pwd.getpwuid(os.geteuid()).pw_name})" in finding.title
+    assert f"(pid {child.pid}, user {user_name()})" in finding.title
     assert finding.commands == (f"kill {child.pid}", f"kill -9 {child.pid}")
 
 
@@ -179,6 +182,7 @@ def user_sandbox(diag_users: tuple[pwd.struct_passwd, ...]) -> Iterator[tuple[st
 
 
 @pytest.mark.root
+@pytest.mark.linux("setpriv (util-linux) runs each side as its own user")
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="needs root: creates two system users and runs a listener and the scan as each",
@@ -217,6 +221,7 @@ def test_held_by_another_users_process(
 
 
 @pytest.mark.root
+@pytest.mark.linux("setpriv (util-linux) runs each side as its own user")
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="needs root: creates two system users and runs a listener and the scan as each",

@@ -185,7 +185,7 @@ def test_read_linux_missing_gives_none(tmp_path: Path) -> None:
     assert ephemeral._read_linux(tmp_path) is None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads this Linux machine")
+@pytest.mark.linux("reads this Linux machine")
 def test_read_ephemeral_on_this_linux() -> None:
     info = read_ephemeral("linux", max_age=0)
     assert info is not None

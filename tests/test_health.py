@@ -218,6 +218,7 @@ def test_a_folder_or_a_path_through_a_file_is_no_key_file(tmp_path: Path) -> Non
     assert through is not None and "cannot be read" in through
 
 
+@pytest.mark.posix("file modes and setuid are POSIX")
 def test_an_unreadable_key_file(tmp_path: Path) -> None:
     path = tmp_path / "key"
     path.write_text(KEY)

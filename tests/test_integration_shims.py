@@ -13,6 +13,7 @@ from trayapp.platforms import current_os
 from trayapp.platforms.integration import (
     hide_dock_icon,
     is_frozen,
+    no_tray_help,
     set_app_user_model_id,
 )
 
@@ -95,7 +96,7 @@ def mac_loader(objc: FakeLibrary) -> FakeLoader:
 # --- Here (Linux): no-ops that never raise -----------------------------------------------------
 
 
-@pytest.mark.skipif(current_os() != "linux", reason="checks the no-op path on Linux")
+@pytest.mark.linux("checks the no-op path on Linux")
 def test_no_ops_on_linux() -> None:
     assert set_app_user_model_id() is False
     assert hide_dock_icon() is False
@@ -214,3 +215,17 @@ def test_app_user_model_id_never_raises() -> None:
     if current_os() != "windows":
         # No ctypes.windll here: the default loader fails, quietly.
         assert set_app_user_model_id(os_name="windows") is False
+
+
+# --- no tray ------------------------------------------------------------------------------------
+
+
+def test_no_tray_help_names_the_gnome_extension() -> None:
+    on_gnome = no_tray_help("linux", "ubuntu:GNOME")
+    assert on_gnome.startswith("To get the tray icon, on GNOME, install the")
+    assert '"AppIndicator and KStatusNotifierItem Support"' in on_gnome
+    assert "extensions.gnome.org/extension/615" in on_gnome
+    elsewhere = no_tray_help("linux", "XFCE")
+    assert "add a system tray" in elsewhere and "AppIndicator" in elsewhere
+    assert no_tray_help("linux", None) == elsewhere
+    assert "AppIndicator" not in no_tray_help("windows", "GNOME")

@@ -256,9 +256,7 @@ def test_macos_tray_templates_are_black_with_alpha_and_holes(icons: Path) -> Non
 # -- freedesktop and macOS metadata ------------------------------------------------------------
 
 
-LINUX_ONLY = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the freedesktop tools are Linux programs"
-)
+LINUX_ONLY = pytest.mark.linux("the freedesktop tools are Linux programs")
 
 
 @LINUX_ONLY

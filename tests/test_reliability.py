@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import save_loop
+from tests.support import child_env
 from trayapp.core import config as cfg
 from trayapp.core import probe as probe_module
 from trayapp.core import timeline
@@ -49,7 +50,7 @@ from trayapp.platforms.scanners import create_scanner, make_scanner
 ROOT = Path(__file__).resolve().parent.parent
 LINUX = sys.platform.startswith("linux")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-linux_only = pytest.mark.skipif(not LINUX, reason="fork churn, netlink and /proc are Linux's")
+linux_only = pytest.mark.linux("fork churn, netlink and /proc are Linux's")
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
@@ -466,6 +467,7 @@ def _kill_lane(folder: Path, kills: int, seed: int) -> KillLane:
     return lane
 
 
+@pytest.mark.posix("kill -9 in a loop: Windows has no SIGKILL")
 def test_sigkill_while_saving_leaves_the_old_or_the_new_settings(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
     folders = [tmp_path / "lane-a", tmp_path / "lane-b"]
@@ -505,6 +507,7 @@ def _load_soak() -> types.ModuleType:
     return module
 
 
+@pytest.mark.posix("the soak's helper select()s on its stdin pipe: Windows selects on sockets only")
 def test_short_soak_flapping_listener() -> None:
     soak = _load_soak()
     result = soak.run_soak(
@@ -529,15 +532,14 @@ def test_short_soak_flapping_listener() -> None:
 def _app_env(home: Path) -> dict[str, str]:
     run = home / "run"
     run.mkdir(parents=True, mode=0o700, exist_ok=True)
-    return {
-        "PORTWATCH_HOME": str(home),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PORTWATCH_TRAY_WAIT": "0",
-        "XDG_RUNTIME_DIR": str(run),
-        "TMPDIR": str(run),
-        "HOME": str(home),
-        "PATH": "/usr/bin:/bin",
-    }
+    return child_env(
+        PORTWATCH_HOME=str(home),
+        QT_QPA_PLATFORM="offscreen",
+        PORTWATCH_TRAY_WAIT="0",
+        XDG_RUNTIME_DIR=str(run),
+        TMPDIR=str(run),
+        HOME=str(home),
+    )
 
 
 def _wait_for_log(proc: subprocess.Popen[str], log_file: Path, text: str) -> str:
@@ -804,6 +806,7 @@ def test_require_loopback_accepts_only_loopback_literals() -> None:
 # --- 6. terminate: access denied is reported as it is --------------------------------------------
 
 
+@linux_only
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to run the caller as another user (nobody)")
 def test_terminate_reports_access_denied_and_leaves_the_process(tmp_path: Path) -> None:
     child = subprocess.Popen(
@@ -824,7 +827,7 @@ def test_terminate_reports_access_denied_and_leaves_the_process(tmp_path: Path) 
             text=True,
             timeout=30,
             cwd="/",
-            env={"PATH": "/usr/bin:/bin", "HOME": "/", "PORTWATCH_HOME": str(tmp_path)},
+            env=child_env(HOME="/", PORTWATCH_HOME=str(tmp_path)),
         )
         assert done.returncode == 0, done.stderr
         status, message = json.loads(done.stdout)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import pwd
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
@@ -32,11 +32,14 @@ from tests.helpers_listeners import (
     user_env,
     wait_for_snapshot,
 )
-from tests.support import IN_CI
+from tests.support import IN_CI, user_name
 from trayapp.core.model import Port, PortState
 from trayapp.platforms import owners
 from trayapp.platforms.netlink import DiagSocketClient, NetlinkError, NetlinkScanner
 from trayapp.platforms.scanners import create_scanner
+
+if TYPE_CHECKING:
+    import pwd  # POSIX only
 
 pytest_plugins = ["tests.scan_fixtures"]
 
@@ -44,7 +47,7 @@ pytest_plugins = ["tests.scan_fixtures"]
 needs_ipv6 = pytest.mark.skipif(
     not has_ipv6() and not IN_CI, reason="no IPv6 loopback on this machine"
 )
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+linux_only = pytest.mark.linux("netlink, /proc and SO_REUSEPORT sharing are Linux's")
 
 
 def pids(state: PortState) -> set[int]:
@@ -61,7 +64,7 @@ def test_ipv4_loopback_listener(backend: Backend) -> None:
     (listener,) = state.listeners
     assert (listener.address, listener.family, listener.protocol) == ("127.0.0.1", "ipv4", "tcp")
     assert pids(state) == {os.getpid()}
-    assert listener.owners[0].username == pwd.getpwuid(os.geteuid()).pw_name
+    assert listener.owners[0].username == user_name()
     if backend.knows_socket_uid:
         assert listener.uid == os.geteuid()
         assert listener.inode
@@ -176,6 +179,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.posix("the child forks: Windows has no fork")
 def test_forked_listener_lists_every_holder_and_drops_stale_ones(backend: Backend) -> None:
     with Child.python(FORKED_LISTENER) as child:
         port, parent, forked = (int(word) for word in child.read_line().split())
@@ -299,6 +303,7 @@ def test_processes_exiting_mid_lookup_do_not_break_the_scan(backend: Backend) ->
     assert started > 20
 
 
+@pytest.mark.posix("zombies (exited, not yet reaped) exist on POSIX only")
 def test_describe_tolerates_vanished_and_zombie_processes() -> None:
     with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
         deadline = time.monotonic() + DEADLINE
@@ -384,6 +389,7 @@ print(json.dumps({
 
 
 @pytest.mark.root
+@linux_only  # setpriv (util-linux) runs each side as its own user
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="needs root: creates two system users and runs processes as each",

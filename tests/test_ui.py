@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
 from tests import probe_servers as servers
+from tests.support import child_env
 from tests.ui_support import free_port, http_server, make_controller
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
@@ -439,14 +440,13 @@ def test_history_window_lists_exports_and_totals(
 
 
 def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path: Path) -> None:
-    env = {
-        "PORTWATCH_HOME": str(portwatch_home),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PORTWATCH_TRAY_WAIT": "0",
-        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-    }
+    env = child_env(
+        PORTWATCH_HOME=str(portwatch_home),
+        QT_QPA_PLATFORM="offscreen",
+        PORTWATCH_TRAY_WAIT="0",
+        XDG_RUNTIME_DIR=str(tmp_path / "run"),
+        HOME=str(tmp_path),
+    )
     (tmp_path / "run").mkdir(mode=0o700)
     first = subprocess.Popen(
         [sys.executable, "-m", "trayapp", "--debug"],
@@ -474,6 +474,44 @@ def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path:
     assert "Traceback" not in err
 
 
+def test_tray_quit_asks_the_running_app_to_quit(portwatch_home: Path, tmp_path: Path) -> None:
+    """`portwatch tray --quit`: how a script (and the Windows and macOS CI jobs) ends the tray
+    app cleanly on every OS, through its private single-instance channel."""
+    env = child_env(
+        PORTWATCH_HOME=str(portwatch_home),
+        QT_QPA_PLATFORM="offscreen",
+        PORTWATCH_TRAY_WAIT="0",
+        XDG_RUNTIME_DIR=str(tmp_path / "run"),
+        HOME=str(tmp_path),
+    )
+    (tmp_path / "run").mkdir(mode=0o700)
+    app = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--debug"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        log_file = portwatch_home / "log" / "portwatch.log"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "started, watching" not in (
+            log_file.read_text() if log_file.exists() else ""
+        ):
+            time.sleep(0.1)
+        quit_cmd = [sys.executable, "-m", "trayapp", "tray", "--quit"]
+        asked = subprocess.run(quit_cmd, env=env, capture_output=True, text=True, timeout=20)
+        assert asked.returncode == 0, asked.stderr
+        _out, err = app.communicate(timeout=15)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.communicate()
+    assert app.returncode == 0, err
+    assert "Traceback" not in err
+    assert "Port Watch stopped" in log_file.read_text()
+    again = subprocess.run(quit_cmd, env=env, capture_output=True, text=True, timeout=20)
+    assert again.returncode == 1
+    assert again.stderr == "portwatch: no Port Watch tray app is running\n"
+
+
+@pytest.mark.posix("POSIX signals; on Windows send_signal(SIGTERM) is TerminateProcess")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_the_app_quits_cleanly_on_a_signal(portwatch_home: Path, signum: int) -> None:
     env = {

@@ -264,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     tray = sub.add_parser("tray", help="start the tray app (the default)")
     tray.add_argument("specs", nargs="*", metavar="SPEC", help="extra ports for this run")
     tray.add_argument("--debug", action="store_true", help="log more")
+    tray.add_argument(
+        "--quit",
+        action="store_true",
+        help="ask the running tray app to quit (exit 0 if it did, 1 if none runs)",
+    )
     return parser
 
 
@@ -667,6 +672,13 @@ def _no_display() -> str | None:
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
+    if args.quit:  # needs no display: it only talks to the running app's private channel
+        from trayapp.ui.instance import ask_to_quit
+
+        if ask_to_quit():
+            return EXIT_OK
+        print("portwatch: no Port Watch tray app is running", file=sys.stderr)
+        return EXIT_FREE
     ports = _ports(args.specs) if args.specs else []
     reason = _no_display()
     if reason:

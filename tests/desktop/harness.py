@@ -528,7 +528,14 @@ def wait_until(
 
 
 class Desktop:
-    """One headless desktop session (see session.sh). Start it, run apps with `env`, observe."""
+    """One headless desktop session (see session.sh). Start it, run apps with `env`, observe.
+
+    The X11 desktop; wayland_harness.WaylandDesktop is its Wayland twin, which changes only the
+    class attributes below and how pixels, windows and the pointer are reached."""
+
+    SCRIPT = SESSION_SH  # the session script: up HOST | down | shot NAME DIR
+    HOSTS: tuple[str, ...] = TRAY_HOSTS
+    QT_PLATFORM = "xcb"  # QT_QPA_PLATFORM for the apps under test
 
     def __init__(self, artifacts_dir: Path | str | None = None, keep_state: bool = False) -> None:
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else DEFAULT_ARTIFACTS
@@ -554,9 +561,9 @@ class Desktop:
         a killed dunst stays gone until start_part("dunst")."""
         if self.state_dir is not None:
             raise DesktopError("already started; stop() first")
-        if tray_host not in TRAY_HOSTS:
-            raise ValueError(f"tray_host must be one of {TRAY_HOSTS}, not {tray_host!r}")
-        missing = missing_programs(tray_host)
+        if tray_host not in self.HOSTS:
+            raise ValueError(f"tray_host must be one of {self.HOSTS}, not {tray_host!r}")
+        missing = self.missing_programs(tray_host)
         if missing:
             raise DesktopError(f"missing programs: {' '.join(missing)}")
         self.tray_host = tray_host
@@ -565,7 +572,7 @@ class Desktop:
             env = self._script_env()
             env["NOTIFY_ACTIVATION"] = "yes" if notify_activation else "no"
             result = subprocess.run(
-                ["bash", str(SESSION_SH), "up", tray_host],
+                ["bash", str(self.SCRIPT), "up", tray_host],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -573,11 +580,13 @@ class Desktop:
                 check=False,
             )
             if result.returncode != 0:
-                raise DesktopError(f"session.sh up {tray_host} failed:\n{result.stderr.strip()}")
+                raise DesktopError(
+                    f"{self.SCRIPT.name} up {tray_host} failed:\n{result.stderr.strip()}"
+                )
             self._session_vars = self._read_env_file(self.state_dir / "env")
         except subprocess.TimeoutExpired as exc:
             self.stop()
-            raise DesktopError(f"session.sh up {tray_host} took over {timeout:g}s") from exc
+            raise DesktopError(f"{self.SCRIPT.name} up {tray_host} took over {timeout:g}s") from exc
         except BaseException:
             self.stop()
             raise
@@ -595,14 +604,14 @@ class Desktop:
             if (state / "pids").exists():
                 try:
                     subprocess.run(
-                        ["bash", str(SESSION_SH), "down"],
+                        ["bash", str(self.SCRIPT), "down"],
                         env=self._script_env(),
                         capture_output=True,
                         timeout=30,
                         check=False,
                     )
                 except subprocess.TimeoutExpired:
-                    errors.append("session.sh down timed out")
+                    errors.append(f"{self.SCRIPT.name} down timed out")
             # Whatever survived (down timed out, or failed mid-way): kill hard, by PID.
             leftovers = [p for p in session_pids if _alive(p)]
             leftovers += _pids_with_env(SESSION_MARKER, str(state))
@@ -626,6 +635,10 @@ class Desktop:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    @staticmethod
+    def missing_programs(tray_host: str) -> list[str]:
+        return missing_programs(tray_host)
 
     # -- environment and processes -------------------------------------------------------------
 
@@ -735,7 +748,7 @@ class Desktop:
         path = self.artifacts_dir / f"{safe}.png"
         path.unlink(missing_ok=True)
         result = subprocess.run(
-            ["bash", str(SESSION_SH), "shot", safe, str(self.artifacts_dir)],
+            ["bash", str(self.SCRIPT), "shot", safe, str(self.artifacts_dir)],
             env=self._script_env(),
             capture_output=True,
             text=True,
@@ -1101,7 +1114,7 @@ class Desktop:
         self._require_running()
         env = _clean_environ()
         env.update(self._session_vars)
-        env["QT_QPA_PLATFORM"] = "xcb"
+        env["QT_QPA_PLATFORM"] = self.QT_PLATFORM
         return env
 
     def _script_env(self) -> dict[str, str]:

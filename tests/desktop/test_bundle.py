@@ -37,7 +37,7 @@ CATALOGUED_PORT, CATALOGUED_LABEL = 60610, "Bluesky Queue Server (HTTP API)"  # 
 # Building takes a minute or two (more on a busy machine); the first test pays for it.
 pytestmark = [
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux bundle"),
+    pytest.mark.linux("the Linux bundle"),
 ]
 
 

@@ -9,9 +9,7 @@ Screenshots: test-artifacts/desktop/app-*.png.
 
 from __future__ import annotations
 
-import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,72 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .app_support import GREEN, REPO, RING, App, free_port, start_server, write_config
 from .harness import Desktop, Rect, wait_until
-
-GREEN = "#16a34a"  # resources/icons/all.svg
-RING = "#d1d5db"  # resources/icons/none.svg
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class App:
-    def __init__(self, desktop: Desktop, home: Path, *args: str) -> None:
-        env = {**desktop.env, "PORTWATCH_HOME": str(home), "PYTHONPATH": str(REPO)}
-        self.home = home
-        self.proc = desktop.spawn(
-            [sys.executable, "-m", "trayapp", *args, "--debug"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def log(self) -> str:
-        path = self.home / "log" / "portwatch.log"
-        return path.read_text() if path.exists() else ""
-
-    def finish(self, timeout: float = 15) -> tuple[int, str]:
-        try:
-            _out, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _out, err = self.proc.communicate()
-        return self.proc.returncode, err
-
-
-@pytest.fixture
-def app_home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-def write_config(home: Path, port: int, label: str) -> None:
-    folder = home / "config"
-    folder.mkdir(parents=True)
-    config = {"ports": [{"port": port, "label": label}], "interval": 0.5}
-    (folder / "config.json").write_text(json.dumps(config))
-
-
-def start_server(port: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def up() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    wait_until(up, 10, message=f"http.server on {port}")
-    return server
 
 
 def menu_rows(desktop: Desktop) -> tuple[Rect, list[Rect]]:

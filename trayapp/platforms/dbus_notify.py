@@ -6,6 +6,10 @@ exactly when it changed), and it offers a clickable default action only for Crit
 so clicking a notification does nothing. Talking to the service ourselves fixes both, and works
 when there is a notification service but no tray at all.
 
+On Wayland a window cannot bring itself to the front: the compositor wants an xdg-activation
+token from the user's click. Servers that implement spec 1.2 send one (ActivationToken) just
+before ActionInvoked; take_activation_token() hands it to the window that the click opens.
+
 jeepney marshals the calls: Notify takes a uint32 replaces_id, which PySide6's QtDBus cannot
 express (it has no QVariant), and the service rejects a call whose signature differs.
 """
@@ -16,6 +20,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +32,7 @@ SIGNATURE = "susssasa{sv}i"  # app_name, replaces_id, icon, summary, body, actio
 TIMEOUT_S = 2.0
 EXPIRE_MS = 8000
 OUTBOX = 32  # notifications waiting for a slow server; beyond, they are dropped (and logged)
+TOKEN_MAX_AGE_S = 10.0  # a click's token is for the window it opens, not for a later one
 
 
 class DBusNotifier:
@@ -55,6 +61,7 @@ class DBusNotifier:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
         self._failing = False  # log a fault once, not once per notification
         self._thread: threading.Thread | None = None
+        self._token: tuple[str, float] | None = None  # the latest click's, with when it came
         self._outbox: queue.Queue[tuple[int, str, str, int, str] | None] = queue.Queue(OUTBOX)
         self._lock = threading.Lock()
         self._last_id = 0
@@ -133,19 +140,24 @@ class DBusNotifier:
         return int(values[0]) if values and isinstance(values[0], int) else None
 
     def _start_listener(self) -> None:
-        from jeepney import MatchRule, message_bus
+        from jeepney import HeaderFields, MatchRule, message_bus
         from jeepney.io.threading import Proxy
 
-        rule = MatchRule(type="signal", interface=SERVICE, member="ActionInvoked", path=PATH)
-        Proxy(message_bus, self._router, timeout=TIMEOUT_S).AddMatch(rule)
-        self._stack.enter_context(self._router.filter(rule, queue=self._queue))
+        # One queue for both, so a click's token is always seen before the click itself.
+        for member in ("ActivationToken", "ActionInvoked"):
+            rule = MatchRule(type="signal", interface=SERVICE, member=member, path=PATH)
+            Proxy(message_bus, self._router, timeout=TIMEOUT_S).AddMatch(rule)
+            self._stack.enter_context(self._router.filter(rule, queue=self._queue))
 
         def listen() -> None:
             while True:
                 signal = self._queue.get()  # blocks: no wake-ups until a click or close()
                 if signal is None:
                     return
-                notification_id, _action = signal.body
+                notification_id, value = signal.body
+                if signal.header.fields.get(HeaderFields.member) == "ActivationToken":
+                    self._token = (str(value), time.monotonic())
+                    continue
                 with self._lock:
                     ours = self._our_ids.get(int(notification_id))
                 if self._on_click is not None and ours is not None:
@@ -153,6 +165,13 @@ class DBusNotifier:
 
         self._thread = threading.Thread(target=listen, name="portwatch-dbus-clicks", daemon=True)
         self._thread.start()
+
+    def take_activation_token(self) -> str | None:
+        """The xdg-activation token that came with the latest click, once, if it is recent."""
+        token, self._token = self._token, None
+        if token is None or time.monotonic() - token[1] > TOKEN_MAX_AGE_S:
+            return None
+        return token[0]
 
     def close(self) -> None:
         for box, thread in ((self._outbox, self._sender), (self._queue, self._thread)):

@@ -120,3 +120,24 @@ def hide_dock_icon(
         log.debug("could not hide the Dock icon", exc_info=True)
         return False
     return bool(done)
+
+
+# GNOME has had no tray since 3.26; this extension brings StatusNotifierItem icons back.
+GNOME_TRAY_EXTENSION = "AppIndicator and KStatusNotifierItem Support"
+GNOME_TRAY_EXTENSION_URL = "https://extensions.gnome.org/extension/615/appindicator-support/"
+
+
+def no_tray_help(os_name: OSName | None = None, desktop: str | None = None) -> str:
+    """What to tell a user whose desktop shows no tray, so that they can get one. `desktop` is
+    $XDG_CURRENT_DESKTOP (colon-separated names, e.g. 'ubuntu:GNOME')."""
+    os_name = os_name or current_os()
+    if os_name != "linux":
+        return "The menu bar or notification area did not answer; try starting Port Watch again."
+    gnome = (
+        f'on GNOME, install the "{GNOME_TRAY_EXTENSION}" extension '
+        f"({GNOME_TRAY_EXTENSION_URL}), then log out and in again"
+    )
+    names = {part.strip().lower() for part in (desktop or "").split(":")}
+    if "gnome" in names:
+        return f"To get the tray icon, {gnome}."
+    return "To get the tray icon, add a system tray (status notifier) to your panel; " + gnome + "."

@@ -17,7 +17,6 @@ import functools
 import ipaddress
 import logging
 import os
-import pwd
 import socket
 import struct
 import sys
@@ -288,6 +287,8 @@ def family_of(sock: DiagSocket) -> Family:
 
 @functools.lru_cache(maxsize=256)
 def username(uid: int) -> str | None:
+    import pwd  # here, not at the top: the module must import anywhere (tests collect it)
+
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

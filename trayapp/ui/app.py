@@ -107,11 +107,12 @@ class PortWatchApp:
             return
         if not self._fell_back:
             self._fell_back = True
-            log.warning("no system tray appeared: showing the overview window instead")
+            how = integration.no_tray_help(desktop=os.environ.get("XDG_CURRENT_DESKTOP"))
+            log.warning("no system tray appeared: showing the overview window instead. %s", how)
             self.overview.set_notice(
                 "No system tray was found, so Port Watch runs in this window. It keeps "
                 "watching and notifying while the window is closed; start it again to "
-                "bring the window back."
+                "bring the window back. " + how
             )
             self.show_overview()
         # Keep looking now and then: the panel may still come up later.
@@ -127,7 +128,9 @@ class PortWatchApp:
             window = PortWindow(self.controller, port)
             window.destroyed.connect(lambda _=None, p=port: self.port_windows.pop(p, None))
             self.port_windows[port] = window
-        show_window(window)
+        # Opened by a notification click: the server's activation token for that click, if any.
+        token = self.notifier.take_activation_token() if self.notifier is not None else None
+        show_window(window, token)
         return window
 
     def _ask_spec(self, title: str, prompt: str) -> str | None:
@@ -230,7 +233,7 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
     )
     controller.watch_log_file(log_file)
     app = PortWatchApp(qapp, controller)
-    instance.command.connect(lambda _cmd: app.show_overview())
+    instance.command.connect(lambda cmd: app.quit() if cmd == "quit" else app.show_overview())
     _install_signal_handlers(qapp)
     exporter = MetricsExporter(controller)
     exporter.start()

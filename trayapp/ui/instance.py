@@ -26,10 +26,18 @@ def server_name() -> str:
     # Per user, and per PORTWATCH_HOME so isolated test instances don't meet each other.
     try:
         user = getpass.getuser()
-    except (KeyError, OSError):
+    except (KeyError, OSError, ImportError):  # Windows without USERNAME: it tries pwd
         user = "unknown"
     scope = hashlib.sha1(str(paths.config_dir()).encode()).hexdigest()[:10]
     return f"{APP_NAME}-{user}-{scope}"
+
+
+def ask_to_quit() -> bool:
+    """Ask the running app to quit (`portwatch tray --quit`): True if one took the message."""
+    from PySide6.QtCore import QCoreApplication
+
+    _app = QCoreApplication.instance() or QCoreApplication([])  # QLocalSocket needs one
+    return ask_running_instance("quit")
 
 
 def ask_running_instance(command: str = "show") -> bool:
@@ -87,7 +95,7 @@ class InstanceServer(QObject):
             command = ""
         if command == "ping":  # answered by the GUI thread: tells that it is not stuck
             socket.write(b"ok\n")
-        elif command in ("show",):
+        elif command in ("show", "quit"):
             socket.write(b"ok\n")
             self.command.emit(command)
         else:
