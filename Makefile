@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BLUESKY_VENV ?= .venv-bluesky
 BLUESKY_STAMP := $(BLUESKY_VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bundle clean bluesky-venv
+.PHONY: run test lint typecheck pytest bench bundle clean bluesky-venv screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ pytest: $(STAMP) $(BLUESKY_STAMP)
 	BLUESKY_VENV=$(BLUESKY_VENV) $(BIN)/python -m pytest
 
 test: lint pytest
+
+# The README's pictures, taken again on the real desktop harness (needs its Debian packages).
+screenshots: $(STAMP) $(BLUESKY_STAMP)
+	BLUESKY_VENV=$(BLUESKY_VENV) $(BIN)/python -m pytest -q tests/desktop/test_bluesky_tray.py
+	$(BIN)/python tests/desktop/readme_screenshots.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scan_bench.py

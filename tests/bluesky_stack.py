@@ -40,7 +40,8 @@ class StackError(RuntimeError):
 
 
 def bluesky_venv() -> Path:
-    return Path(os.environ.get("BLUESKY_VENV", REPO / ".venv-bluesky"))
+    # Absolute: the servers run in a folder of their own.
+    return Path(os.environ.get("BLUESKY_VENV", REPO / ".venv-bluesky")).absolute()
 
 
 def missing() -> str | None:
@@ -111,6 +112,13 @@ class BlueskyStack:
         reason = missing()
         if reason:
             raise StackError(reason)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # whatever did start is stopped, not left to the garbage collector
+            raise
+
+    def _start(self) -> BlueskyStack:
         self.redis = self._spawn(
             "redis",
             [

@@ -81,12 +81,16 @@ def test_wait_healthy_follows_the_re_manager(bluesky_stack: BlueskyStack) -> Non
     try:
         # The HTTP server still listens: plain `wait` is satisfied, `--healthy` is not.
         assert portwatch("wait", port, "--timeout", "5", env=env).returncode == 0
+        # The HTTP server answers from its last status for a moment, then with 408.
+        deadline = time.monotonic() + 20
+        while (probe := check_json(bluesky_stack.http_port, env)["probe"])["health"] == "ok":
+            assert time.monotonic() < deadline, "the server never noticed its RE Manager gone"
+            time.sleep(0.5)
+        assert (probe["health"], probe["http_status"]) == ("manager-unreachable", 408)
         started = time.monotonic()
         gave_up = portwatch("wait", port, "--healthy", "--timeout", "4", env=env)
         assert gave_up.returncode == 1
         assert 4 <= time.monotonic() - started < 15
-        probe = check_json(bluesky_stack.http_port, env)["probe"]
-        assert (probe["health"], probe["http_status"]) == ("manager-unreachable", 408)
     finally:
         bluesky_stack.start_manager()
     assert portwatch("wait", port, "--healthy", "--timeout", "60", env=env).returncode == 0

@@ -76,7 +76,7 @@ def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -
     port = state.port.number
     findings: list[Finding] = []
     for owner in state.owners:
-        who = f"{owner.name or '?'} (pid {owner.pid}" + (
+        who = f"{owner.full_name or '?'} (pid {owner.pid}" + (
             f", user {owner.username})" if owner.username else ")"
         )
         if owner.name == "docker-proxy":

@@ -49,7 +49,7 @@ def owner_text(owner: Owner) -> str:
     parts = [f"pid {owner.pid}"]
     if owner.username:
         parts.append(f"user {owner.username}")
-    return f"{owner.name or '?'} ({', '.join(parts)})"
+    return f"{owner.full_name or '?'} ({', '.join(parts)})"
 
 
 def summary(state: PortState) -> str:
@@ -88,7 +88,7 @@ def listener_entries(listener: Listener) -> list[dict[str, Any]]:
         {
             **base,
             "pid": owner.pid,
-            "name": owner.name,
+            "name": owner.full_name,
             "exe": owner.exe,
             "cmdline": list(owner.cmdline),
             "username": owner.username or listener.username,

@@ -45,7 +45,7 @@ def _event(kind: EventKind, state: PortState, when: float) -> Event:
         port=state.port,
         kind=kind,
         pid=owner.pid if owner else None,
-        name=owner.name if owner else None,
+        name=owner.full_name if owner else None,
         username=username,
         addresses=tuple(dict.fromkeys(listener.address for listener in state.listeners)),
     )

@@ -309,7 +309,7 @@ class PortWindow(QWidget):
                 started = report.local_time(owner.create_time) if owner.create_time else ""
                 rows.append(
                     (
-                        [*base, str(owner.pid), owner.name or "?", owner.username or "?", started],
+                        [*base, str(owner.pid), owner.full_name or "?", owner.username or "?", started],
                         owner,
                         owner.username,
                     )
@@ -344,7 +344,7 @@ class PortWindow(QWidget):
             return
         self.hidden_note.setText("")
         fields["pid"].setText(str(owner.pid))
-        fields["name"].setText(owner.name or "(not readable)")
+        fields["name"].setText(owner.full_name or "(not readable)")
         fields["user"].setText(owner.username or "(not readable)")
         fields["exe"].setText(owner.exe or "(not readable)")
         fields["cmdline"].setText(" ".join(owner.cmdline) or "(not readable)")
@@ -399,7 +399,7 @@ class PortWindow(QWidget):
             self.tell(self, "Terminate", reason)
             return
         text = (
-            f"Stop {owner.name or 'the process'} (pid {owner.pid}"
+            f"Stop {owner.full_name or 'the process'} (pid {owner.pid}"
             + (f", user {owner.username}" if owner.username else "")
             + f") listening on port {self.port.number}?"
         )
