@@ -309,7 +309,13 @@ class PortWindow(QWidget):
                 started = report.local_time(owner.create_time) if owner.create_time else ""
                 rows.append(
                     (
-                        [*base, str(owner.pid), owner.full_name or "?", owner.username or "?", started],
+                        [
+                            *base,
+                            str(owner.pid),
+                            owner.full_name or "?",
+                            owner.username or "?",
+                            started,
+                        ],
                         owner,
                         owner.username,
                     )
