@@ -30,6 +30,9 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from scan_bench import terminate_cleanly  # noqa: E402
+
 from tests.bluesky_stack import API_KEY, BlueskyStack, missing  # noqa: E402
 
 
@@ -125,7 +128,7 @@ def main() -> int:
     args = parser.parse_args()
     real = not args.imitation and missing() is None
     rows = []
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+    with terminate_cleanly(), ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         if real:
             bluesky = stack.enter_context(BlueskyStack())
             bluesky.open_environment()

@@ -1,5 +1,5 @@
 """The bundle's tray executable (Windows `Port Watch.exe`, no console window): the tray app."""
 
-from trayapp.ui.app import main
+from trayapp.cli import tray_main
 
-raise SystemExit(main())
+raise SystemExit(tray_main())

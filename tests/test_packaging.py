@@ -94,7 +94,7 @@ def test_wheel_carries_the_resources_inside_the_package(dists: dict[str, Path]) 
         assert not any(n.startswith("resources/") for n in names), "resources/ at the top"
         entry_points = wheel.read(f"portwatch-{__version__}.dist-info/entry_points.txt").decode()
     assert "portwatch = trayapp.cli:main" in entry_points
-    assert "portwatch-tray = trayapp.ui.app:main" in entry_points
+    assert "portwatch-tray = trayapp.cli:tray_main" in entry_points
 
 
 @pytest.mark.timeout(900)

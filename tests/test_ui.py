@@ -198,17 +198,36 @@ def test_tray_health_menu_icon_and_notifications(
     assert kinds == ["unhealthy", "healthy", "unhealthy"]
 
 
-def test_pause_stops_scanning(qtbot: QtBot, controller_for) -> None:
-    port = Port(free_port())
-    controller = controller_for([port])
-    qtbot.waitUntil(lambda: controller.snapshot is not None, timeout=10000)
-    controller.set_paused(True)
-    qtbot.wait(400)
-    last = controller.snapshot
-    qtbot.wait(600)
-    assert controller.snapshot is last or controller.snapshot.states == ()  # type: ignore[union-attr]
-    controller.set_paused(False)
-    qtbot.waitUntil(lambda: controller.snapshot is not last, timeout=5000)
+def test_pause_stops_scanning(qtbot: QtBot, portwatch_home: Path) -> None:
+    """Paused means idle: no scans at all (and no timer to run them) over many intervals."""
+    calls: list[float] = []
+
+    def counting_scanner() -> Scanner:
+        scanner = create_scanner()
+        scan = scanner.scan
+
+        def counted(*args: object, **kwargs: object) -> Snapshot:
+            calls.append(time.monotonic())
+            return scan(*args, **kwargs)  # type: ignore[arg-type]
+
+        scanner.scan = counted  # type: ignore[method-assign]
+        return scanner
+
+    config = cfg.Config(ports=(cfg.WatchedPort(Port(free_port())),), interval=0.5)
+    controller = Controller(portwatch_home / "config.json", config, counting_scanner)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: len(calls) >= 2, timeout=10000)
+        controller.set_paused(True)
+        qtbot.wait(300)
+        paused_at = len(calls)
+        qtbot.wait(2000)  # four intervals
+        assert len(calls) == paused_at
+        assert controller.snapshot is not None and controller.snapshot.states == ()
+        controller.set_paused(False)
+        qtbot.waitUntil(lambda: len(calls) >= paused_at + 2, timeout=5000)
+    finally:
+        controller.stop()
 
 
 def event(kind: str, port: Port, pid: int = 42) -> Event:

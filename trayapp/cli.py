@@ -701,6 +701,11 @@ COMMANDS = {
 }
 
 
+def tray_main() -> int:
+    """`portwatch-tray` (the GUI entry point): the tray app, with the same options."""
+    return main(["tray", *sys.argv[1:]])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)

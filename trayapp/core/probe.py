@@ -218,13 +218,18 @@ def probe(
     api_key: str | KeyChoice | None = None,
     bluesky: bool | None = False,
     expected_http: bool = True,
+    root: bool = True,
 ) -> ProbeResult:
     """Look at a TCP service on loopback. Raises NotLoopback for any other address.
 
     bluesky: True when the owner is known to be bluesky-httpserver, None to find out from
-    its public /openapi.json (an owner hidden from us, or a renamed program)."""
+    its public /openapi.json (an owner hidden from us, or a renamed program). root=False
+    skips `GET /` for a server already known to be a Bluesky server."""
     host = require_loopback(host)
     key = api_key if isinstance(api_key, KeyChoice) else KeyChoice.from_settings(api_key)
+    if bluesky and not root:
+        # Known to be a Bluesky server: its status alone answers (one request, not two).
+        return _bluesky(port, host, key, None, "", None, None)
     try:
         answer = _get(host, port, "/", timeout, api_key=None)
     except TimeoutError:
@@ -286,7 +291,7 @@ def _bluesky(
     port: int,
     host: str,
     key: KeyChoice,
-    root_status: int,
+    root_status: int | None,
     base: str,
     server: str | None,
     title: str | None,
@@ -318,6 +323,7 @@ def _bluesky(
         return result("error", "HTTP server up, /api/status answer cut short")
     except (http.client.HTTPException, OSError) as exc:
         return result("error", f"HTTP server up, /api/status failed: {type(exc).__name__}")
+    server = server or answer.headers.get("server")
     if answer.status in (401, 403):
         if key.key:
             return result(
@@ -341,9 +347,16 @@ def _bluesky(
         )
     if answer.status != 200:
         # No Bluesky API here after all (say, a dev server on 60610): report what GET / said.
+        base = base or f"HTTP {answer.status}" + (f", {server}" if server else "")
         summary = f"{base}; not a Bluesky server (/api/status: {answer.status})"
         return ProbeResult(
-            port, host, "http", summary, status=root_status, server=server, title=title
+            port,
+            host,
+            "http",
+            summary,
+            status=root_status or answer.status,
+            server=server,
+            title=title,
         )
     if answer.truncated:
         return result("error", "HTTP server up, /api/status answer too large", status=200)
@@ -386,6 +399,7 @@ def probe_state(
     *,
     bluesky: bool | None = None,
     expected_http: bool = False,
+    root: bool = True,
 ) -> ProbeResult:
     """Probe a listening TCP port where its listeners can be reached on loopback.
     bluesky=None: decided from the owner (or, hidden or unknown, from /openapi.json)."""
@@ -406,4 +420,5 @@ def probe_state(
         api_key=api_key,
         bluesky=bluesky,
         expected_http=expected_http,
+        root=root,
     )

@@ -117,6 +117,8 @@ def run_check(
         timeout,
         bluesky=memory.bluesky,
         expected_http=expected_http or memory.speaks_http,
+        # Once this owner is known to be a Bluesky server, its status is the whole check.
+        root=memory.bluesky is not True,
     )
     if result.status is not None or result.bluesky_server:
         memory.speaks_http = True

@@ -136,6 +136,10 @@ class Watcher:
         self._ports = list(dict.fromkeys(ports))
 
     def poll(self) -> tuple[Snapshot | None, list[Event]]:
+        if not self._ports:
+            # Nothing to look at: no OS call (psutil's backend would list every socket).
+            self.last, self.last_error = Snapshot(()), None
+            return self.last, []
         try:
             snapshot = timed_scan(self.scanner, self._ports)
         except ScanError as exc:

@@ -252,9 +252,3 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         app.close()
         instance.close()
         log.info("Port Watch stopped")
-
-
-def main() -> int:
-    from trayapp.cli import main as cli_main
-
-    return cli_main(["tray", *sys.argv[1:]])

@@ -4,6 +4,7 @@ has no tray."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -77,7 +78,13 @@ class OverviewWindow(QWidget):
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
 
+    def showEvent(self, event: QShowEvent) -> None:
+        self.refresh()
+        super().showEvent(event)
+
     def refresh(self) -> None:
+        if not self.isVisible():
+            return  # hidden most of the day: redrawn when shown, not on every check
         self.setWindowIcon(icon(self.controller.icon_state()))
         self.error.setText(f"Cannot scan: {self.controller.error}" if self.controller.error else "")
         self.error.setVisible(bool(self.controller.error))

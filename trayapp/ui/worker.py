@@ -87,14 +87,20 @@ class ScanWorker(QObject):
         if self._watcher.history_problem != self._history_problem:
             self._history_problem = self._watcher.history_problem
             self.history_problem.emit(self._history_problem)
-        self._timer.start(self._interval_ms)
-        self._due = time.monotonic() + self._interval_ms / 1000
+        if self._ports:
+            self._timer.start(self._interval_ms)
+            self._due = time.monotonic() + self._interval_ms / 1000
+        else:
+            # Paused, or nothing watched: no timer, no scans, until set_ports() says otherwise.
+            self._due = None
 
     @Slot(list)
     def set_ports(self, ports: list[Port]) -> None:
         self._ports = ports
         if self._watcher is not None:
             self._watcher.set_ports(ports)
+            if self._timer is not None:
+                self._timer.stop()
             self.poll()
 
     @Slot(float)
