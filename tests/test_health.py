@@ -479,6 +479,10 @@ def test_checks_start_at_once_and_repeat_on_the_interval() -> None:
         took = time.monotonic() - started
     assert outcomes.of(port)[0].result.health == "ok"
     assert 0.45 < took < 3.0  # the first at once, then three more 0.2 s apart
+    paths = [path for path, _ in server.requests]
+    # Found out once (GET /, then /openapi.json names it); from then on its status alone.
+    assert paths[:3] == ["/", "/openapi.json", "/api/status"]
+    assert set(paths[3:]) <= {"/api/status", "/api/history/get"}
 
 
 def test_a_hanging_server_delays_only_itself() -> None:

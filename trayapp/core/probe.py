@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from trayapp.core.apikey import KeyChoice
 from trayapp.core.bluesky import OPENAPI_TITLE, HistoryItem, QueueStatus, parse_history
@@ -38,18 +38,9 @@ Health = Literal[
     "skipped",
 ]
 Verdict = Literal["healthy", "unhealthy", "unchecked"]
-UNHEALTHY: frozenset[Health] = frozenset(
-    {
-        "server-error",
-        "needs-key",
-        "key-rejected",
-        "manager-unreachable",
-        "environment-failed",
-        "not-http",
-        "no-answer",
-        "error",
-    }
-)
+# Everything but a working answer and "not looked at" (a service that is not HTTP counts only
+# where HTTP was expected: see ProbeResult.verdict).
+UNHEALTHY: frozenset[Health] = frozenset(get_args(Health)) - {"ok", "http", "skipped"}
 BLUESKY_HINTS = ("bluesky_httpserver", "bluesky-httpserver", "start-bluesky-httpserver")
 BLUESKY_PORTS = frozenset({60610})
 MAX_BODY = 64 * 1024
