@@ -547,6 +547,24 @@ def test_health_events_reach_the_log_with_the_scans(tmp_path: Path) -> None:
     assert kinds[:2] == [("unhealthy", "manager-unreachable"), ("healthy", "ok")]
 
 
+def test_requests_start_no_thread_each() -> None:
+    """Deadlines are kept by one watchdog thread, not a timer thread per request."""
+    with servers.serve(servers.BlueskyLike, manager="hang") as server:
+        memory = ServiceMemory(bluesky=True)
+        checks = [
+            threading.Thread(target=run_check, args=(listening(server.port), memory, KeyChoice()))
+            for _ in range(3)
+        ]
+        for check in checks:
+            check.start()
+        wait_for(lambda: len([p for p, _ in server.requests if p == "/api/status"]) == 3)
+        during = threading.enumerate()  # three requests waiting for their deadline
+        for check in checks:
+            check.join(10)
+    assert [t for t in during if isinstance(t, threading.Timer)] == []
+    assert [t.name for t in during].count("portwatch-probe-deadlines") == 1
+
+
 def test_idle_costs_nothing() -> None:
     """No port listening: the schedule thread sleeps until told something."""
     with monitor({}) as (health, _outcomes):

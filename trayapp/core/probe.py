@@ -169,9 +169,7 @@ def _get(
     if api_key:
         headers["Authorization"] = f"ApiKey {api_key}"
     deadline = time.monotonic() + timeout
-    alarm = threading.Timer(timeout, _abort, (conn,))
-    alarm.daemon = True
-    alarm.start()
+    alarm = _WATCHDOG.arm(deadline, conn)
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
@@ -190,7 +188,7 @@ def _get(
             raise TimeoutError(f"no complete answer within {timeout:g} s") from None
         raise
     finally:
-        alarm.cancel()
+        _WATCHDOG.disarm(alarm)
         conn.close()
 
 
@@ -199,6 +197,48 @@ def _abort(conn: http.client.HTTPConnection) -> None:
     if conn.sock is not None:
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread that aborts requests past their deadline. A timer thread per request cost
+    a thread start for every health check; this one sleeps until the next deadline."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._armed: dict[int, tuple[float, http.client.HTTPConnection]] = {}
+        self._next_id = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, conn: http.client.HTTPConnection) -> int:
+        with self._wake:
+            self._next_id += 1
+            self._armed[self._next_id] = (deadline, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="portwatch-probe-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+            return self._next_id
+
+    def disarm(self, alarm: int) -> None:
+        with self._wake:
+            self._armed.pop(alarm, None)
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                for alarm, (deadline, conn) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[alarm]
+                        _abort(conn)
+                waits = [deadline - now for deadline, _conn in self._armed.values()]
+                # Nothing armed: sleep until something is (no wake-ups while idle).
+                self._wake.wait(min(waits) if waits else None)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def probe(

@@ -71,6 +71,7 @@ class OverviewWindow(QWidget):
         controller.config_changed.connect(self.refresh)
         controller.paused_changed.connect(self.refresh)
         controller.probed.connect(lambda *_: self.refresh())
+        self._rows: list[tuple[Port, tuple[str, ...], str]] = []
         self.refresh()
         close_on_escape(self)
 
@@ -88,23 +89,16 @@ class OverviewWindow(QWidget):
         self.setWindowIcon(icon(self.controller.icon_state()))
         self.error.setText(f"Cannot scan: {self.controller.error}" if self.controller.error else "")
         self.error.setVisible(bool(self.controller.error))
+        rows = [self._row(port) for port in self.controller.ports()]
+        if rows == self._rows:
+            return  # most checks change nothing a person would see
+        self._rows = rows
         selected = self.table.currentIndex().row()
         self.table.clear()
-        for port in self.controller.ports():
-            state = self.controller.state(port)
-            probe = self.controller.probes.get(port)
-            text = status.port_status(
-                state, None, paused=self.controller.paused, failed=bool(self.controller.error)
-            )
-            health = "" if self.controller.paused else status.health_words(probe, state)
-            addresses = (
-                ", ".join(dict.fromkeys(lst.address for lst in state.listeners)) if state else ""
-            )
-            item = QTreeWidgetItem(
-                [str(port), self.controller.label(port), text, health, addresses]
-            )
-            if probe is not None and state is not None and state.listening:
-                item.setToolTip(3, probe.summary)
+        for port, texts, tip in rows:
+            item = QTreeWidgetItem(list(texts))
+            if tip:
+                item.setToolTip(3, tip)
             item.setData(0, Qt.ItemDataRole.UserRole, port)
             self.table.addTopLevelItem(item)
         for column in range(len(COLUMNS)):
@@ -112,6 +106,19 @@ class OverviewWindow(QWidget):
         chosen = self.table.topLevelItem(selected) if selected >= 0 else None
         if chosen is not None:
             self.table.setCurrentItem(chosen)
+
+    def _row(self, port: Port) -> tuple[Port, tuple[str, ...], str]:
+        """The row's texts and its health tooltip, as the view shows them."""
+        state = self.controller.state(port)
+        probe = self.controller.probes.get(port)
+        paused = self.controller.paused
+        text = status.port_status(state, None, paused=paused, failed=bool(self.controller.error))
+        health = "" if paused else status.health_words(probe, state)
+        addresses = (
+            ", ".join(dict.fromkeys(lst.address for lst in state.listeners)) if state else ""
+        )
+        tip = probe.summary if probe is not None and state is not None and state.listening else ""
+        return port, (str(port), self.controller.label(port), text, health, addresses), tip
 
     def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
         port = item.data(0, Qt.ItemDataRole.UserRole)
