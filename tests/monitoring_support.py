@@ -14,8 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from tests.support import require_tools
-from tests.ui_support import free_port
+from tests.support import free_port, require_tools
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 
 import pytest
@@ -62,3 +63,10 @@ def user_name() -> str:
     import psutil  # Windows: "DOMAIN\\user", as the scanners say it
 
     return str(psutil.Process().username())
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing on 127.0.0.1 uses right now (another program may still take it)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

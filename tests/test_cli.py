@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui_support import free_port, http_server
+from tests.support import free_port
+from tests.ui_support import http_server
 from trayapp import __version__
 
 

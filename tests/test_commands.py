@@ -178,7 +178,11 @@ def test_ss_filter_is_exact(tcp_listener: int) -> None:
     require_tools("ss")
     # A port that is a prefix of ours must not show our socket.
     command = check_commands(tcp_listener // 10, "tcp", "linux")[0][1]
-    assert f":{tcp_listener}" not in shell(command).stdout
+    result = shell(command)
+    assert result.returncode == 0, result.stderr  # an ss that failed would show nothing, too
+    assert f":{tcp_listener}" not in result.stdout
+    exact = shell(check_commands(tcp_listener, "tcp", "linux")[0][1])
+    assert f":{tcp_listener}" in exact.stdout  # the same command does see the socket itself
 
 
 @needs_linux
@@ -202,7 +206,9 @@ def test_all_sockets_command_shows_time_wait() -> None:
             output = shell(all_sockets).stdout
         assert "TIME-WAIT" in output
         assert "LISTEN" in output
-        assert "TIME-WAIT" not in shell(listening_only).stdout
+        listening = shell(listening_only)
+        assert listening.returncode == 0, listening.stderr
+        assert "LISTEN" in listening.stdout and "TIME-WAIT" not in listening.stdout
 
 
 @needs_linux

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from tests.support import free_port
 from tests.tmpfs import Tmpfs
-from tests.ui_support import free_port, http_server, make_controller
+from tests.ui_support import http_server, make_controller
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
 from trayapp.core.history import EventLog

@@ -31,7 +31,8 @@ from tests.monitoring_support import (
     value,
     wait_for,
 )
-from tests.ui_support import free_port, http_server
+from tests.support import free_port
+from tests.ui_support import http_server
 from trayapp import cli
 from trayapp.core import textfile
 

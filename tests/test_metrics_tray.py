@@ -18,7 +18,8 @@ from PySide6.QtWidgets import QDialogButtonBox, QLineEdit
 from pytestqt.qtbot import QtBot
 
 from tests.monitoring_support import promtool_check_metrics, value
-from tests.ui_support import free_port, http_server, make_controller
+from tests.support import free_port
+from tests.ui_support import http_server, make_controller
 from trayapp.core import config as cfg
 from trayapp.core import textfile
 from trayapp.core.model import Port

@@ -17,8 +17,7 @@ import pytest
 
 from tests.monitoring_support import renamed_listener
 from tests.probe_servers import QuietHandler, serve
-from tests.support import missing_part
-from tests.ui_support import free_port
+from tests.support import free_port, missing_part
 from trayapp import cli
 from trayapp.core.model import Snapshot
 from trayapp.core.scanning import ScanError, Scanner

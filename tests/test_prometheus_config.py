@@ -22,8 +22,7 @@ from tests.monitoring_support import (
     wait_for,
 )
 from tests.probe_servers import BlueskyLike, serve
-from tests.support import require_tools
-from tests.ui_support import free_port
+from tests.support import free_port, require_tools
 
 KEY = "lab-K3y_only-in-a-file"
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.monitoring_support import LOOPBACK, http_get, node_exporter, value, wait_for
-from tests.support import require_tools
-from tests.ui_support import free_port
+from tests.support import free_port, require_tools
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 INSTALLED = "/usr/local/bin/portwatch"

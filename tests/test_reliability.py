@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import save_loop
-from tests.support import child_env
+from tests.support import child_env, free_port
 from trayapp.core import config as cfg
 from trayapp.core import probe as probe_module
 from trayapp.core import timeline
@@ -53,12 +53,6 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 linux_only = pytest.mark.linux("fork churn, netlink and /proc are Linux's")
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 FIGURES: list[str] = []

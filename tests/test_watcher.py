@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.support import free_port
 from trayapp.core.events import Event
 from trayapp.core.history import EventLog
 from trayapp.core.model import Listener, Owner, Port, PortState, Snapshot
@@ -120,12 +121,6 @@ def test_run_uses_monotonic_time_and_stops() -> None:
     watcher.run(0.02, on_poll, stop)
     assert len(polls) == 5
     assert time.monotonic() - started < 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_real_listener_start_stop_is_logged(tmp_path: Path) -> None:

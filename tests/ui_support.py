@@ -10,17 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import free_port as free_port  # re-exported for older imports
 from trayapp.core import config as cfg
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 from trayapp.platforms.scanners import create_scanner
 from trayapp.ui.controller import Controller
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:

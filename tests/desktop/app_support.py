@@ -10,17 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import free_port as free_port  # re-exported for older imports
+
 from .harness import Desktop, wait_until
 
 GREEN = "#16a34a"  # resources/icons/all.svg
 RING = "#d1d5db"  # resources/icons/none.svg
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class App:

@@ -22,8 +22,8 @@ from types import ModuleType
 
 import pytest
 
-from tests.support import IN_CI, missing_part, require_tools
-from tests.ui_support import free_port, start_server
+from tests.support import IN_CI, free_port, missing_part, require_tools
+from tests.ui_support import start_server
 from trayapp import __version__
 
 from .harness import Desktop, wait_until

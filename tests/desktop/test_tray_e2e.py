@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .app_support import GREEN, REPO, RING, App, free_port, start_server, write_config
+from tests.support import free_port
+
+from .app_support import GREEN, REPO, RING, App, start_server, write_config
 from .harness import Desktop, Rect, wait_until
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from .app_support import GREEN, RING, App, free_port, start_server, write_config
+from tests.support import free_port
+
+from .app_support import GREEN, RING, App, start_server, write_config
 from .harness import Image, Rect, wait_until
 from .wayland_harness import WaylandDesktop
 
