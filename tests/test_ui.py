@@ -639,3 +639,38 @@ def test_command_line_ports_are_watched_for_this_run_only(
     saved = cfg.load(path).config
     assert [e.port for e in saved.ports] == [Port(60610), Port(9090)]
     assert Port(8080) in controller.ports()
+
+
+def test_single_instance_channel_answers_its_own_protocol_only(qtbot: QtBot) -> None:
+    from PySide6.QtNetwork import QLocalSocket
+
+    from trayapp.ui.instance import PROTOCOL_VERSION, InstanceServer, server_name
+
+    server = InstanceServer()
+    assert server.listen()
+    commands: list[str] = []
+    server.command.connect(commands.append)
+
+    def ask(message: object) -> bytes:
+        sock = QLocalSocket()
+        sock.connectToServer(server_name())
+        qtbot.waitUntil(lambda: sock.state() == QLocalSocket.LocalSocketState.ConnectedState)
+        sock.write((json.dumps(message) + "\n").encode())
+        qtbot.waitUntil(lambda: sock.bytesAvailable() > 0, timeout=5000)
+        reply = bytes(sock.readAll().data())
+        sock.disconnectFromServer()
+        clients.append(sock)  # kept until the server side has let go of it
+        return reply
+
+    clients: list[QLocalSocket] = []
+    try:
+        assert ask({"version": PROTOCOL_VERSION, "command": "ping"}) == b"ok\n"
+        wrong = ask({"version": PROTOCOL_VERSION + 1, "command": "show"})
+        assert wrong.startswith(b"error protocol version")
+        assert ask({"command": "show"}).startswith(b"error protocol version")
+        assert commands == []  # neither the ping nor another version's request did anything
+        assert ask({"version": PROTOCOL_VERSION, "command": "show"}) == b"ok\n"
+        assert commands == ["show"]
+    finally:
+        server.close()
+        qtbot.wait(100)  # the server's sockets are deleted later, in the event loop

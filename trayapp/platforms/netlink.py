@@ -50,7 +50,6 @@ INET_DIAG_BC_S_LE = 3
 TCP_ESTABLISHED = 1
 TCP_CLOSE = 7
 TCP_LISTEN = 10
-TCP_NEW_SYN_RECV = 12
 # psutil's spelling; a request socket (NEW_SYN_RECV) is what psutil and ss call SYN_RECV.
 STATE_NAMES = {
     1: "ESTABLISHED",

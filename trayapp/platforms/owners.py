@@ -51,11 +51,6 @@ def describe(pid: int) -> Owner:
     return owner
 
 
-def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
-
-
 def _read_owner(proc: psutil.Process, create_time: float | None) -> Owner:
     with proc.oneshot():
         name = _field(proc.name)

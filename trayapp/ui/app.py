@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QSystemTr
 
 from trayapp import __version__
 from trayapp.core import config as cfg
-from trayapp.core import paths
+from trayapp.core import paths, services
 from trayapp.core.history import EventLog
 from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port
@@ -239,6 +239,9 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
     exporter.start()
     controller.start()
     app.start_tray()
+    for problem in services.load_problems():
+        # A damaged services.json costs only its broken entries; say which, once per start.
+        log.warning("known services: %s", problem)
     if loaded.message:
         # Said once: the bad file is moved aside, so the next start is quiet.
         app.overview.set_notice(loaded.message)

@@ -91,9 +91,13 @@ class InstanceServer(QObject):
         try:
             message = json.loads(line)
             command = str(message["command"]) if isinstance(message, dict) else ""
+            version = message.get("version") if isinstance(message, dict) else None
         except (ValueError, KeyError):
-            command = ""
-        if command == "ping":  # answered by the GUI thread: tells that it is not stuck
+            command, version = "", None
+        if version != PROTOCOL_VERSION:
+            # Another version's request may mean something else: say so, do nothing.
+            socket.write(f"error protocol version {PROTOCOL_VERSION} expected\n".encode())
+        elif command == "ping":  # answered by the GUI thread: tells that it is not stuck
             socket.write(b"ok\n")
         elif command in ("show", "quit"):
             socket.write(b"ok\n")
