@@ -100,14 +100,24 @@ def measure(app: subprocess.Popen[bytes], seconds: float) -> dict[str, float]:
     time.sleep(5)
     rss_start = process.memory_info().rss / 2**20
     rss_max = rss_start
+    tenths: list[float] = []
     cpu0, wall0 = sum(process.cpu_times()[:2]), time.monotonic()
     end = wall0 + seconds
     while time.monotonic() < end:
         time.sleep(min(10.0, max(0.0, end - time.monotonic())))
-        rss_max = max(rss_max, process.memory_info().rss / 2**20)
+        rss = process.memory_info().rss / 2**20
+        rss_max = max(rss_max, rss)
+        if time.monotonic() - wall0 >= (len(tenths) + 1) * seconds / 10:
+            tenths.append(rss)
     cpu = 100 * (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0)
     rss_end = process.memory_info().rss / 2**20
-    return {"cpu": cpu, "rss_start": rss_start, "rss_end": rss_end, "rss_max": rss_max}
+    return {
+        "cpu": cpu,
+        "rss_start": rss_start,
+        "rss_end": rss_end,
+        "rss_max": rss_max,
+        "tenths": tenths,
+    }
 
 
 def stop(app: subprocess.Popen[bytes]) -> None:
@@ -122,6 +132,11 @@ def stop(app: subprocess.Popen[bytes]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="per phase (default 120)")
+    parser.add_argument(
+        "--checks-seconds",
+        type=float,
+        help="how long the phase with checks runs (default: --seconds; 3600 for the hour)",
+    )
     parser.add_argument(
         "--imitation", action="store_true", help="the imitation Bluesky server, not the real one"
     )
@@ -164,17 +179,22 @@ def main() -> int:
         plain.listen()
         wait_listening(http_port)
         ports = [bluesky_port, http_port, plain.getsockname()[1]]
-        for name, health in (("health checks off", "off"), ("checks every 10 s", 10)):
+        phases = (
+            ("health checks off", "off", args.seconds),
+            ("checks every 10 s", 10, args.checks_seconds or args.seconds),
+        )
+        for name, health, seconds in phases:
             app = start_app(Path(tmp) / f"home-{health}", ports, health)
             try:
-                rows.append((name, measure(app, args.seconds)))
+                rows.append((name, measure(app, seconds)))
             finally:
                 stop(app)
     base = rows[0][1]["cpu"]
     server = "the real bluesky-httpserver + RE Manager" if real else "the imitation server"
     print(
         f"whole app, 3 listening ports ({server}, http.server, a TCP listener), "
-        f"polled every 1 s, {args.seconds:g} s per phase, {os.cpu_count()} CPUs"
+        f"polled every 1 s, {args.seconds:g} s without checks, "
+        f"{args.checks_seconds or args.seconds:g} s with, {os.cpu_count()} CPUs"
     )
     print(f"{'phase':20} {'CPU':>9} {'- off':>9} {'RSS start':>10} {'RSS end':>9} {'RSS max':>9}")
     for name, row in rows:
@@ -182,6 +202,8 @@ def main() -> int:
             f"{name:20} {row['cpu']:8.3f}% {row['cpu'] - base:8.3f}% {row['rss_start']:9.1f}M "
             f"{row['rss_end']:8.1f}M {row['rss_max']:8.1f}M"
         )
+    tenths = " ".join(f"{rss:.1f}" for rss in rows[-1][1]["tenths"])
+    print(f"RSS (MiB) at each tenth of the phase with checks: {tenths}")
     return 0
 
 
