@@ -21,7 +21,7 @@ from typing import Any
 
 from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
 from trayapp.core.apikey import clean_key
-from trayapp.core.model import PROTOCOLS, Port
+from trayapp.core.model import MAX_PORT, MIN_PORT, PROTOCOLS, Port, is_port_number
 from trayapp.fileio import atomic_write, describe_write_error
 
 CONFIG_VERSION = 1
@@ -262,8 +262,8 @@ def watched_from_dict(item: object, notes: list[str] | None = None) -> WatchedPo
     if not isinstance(item, dict):
         raise ValueError("not an object")
     number, protocol = item.get("port"), item.get("protocol", "tcp")
-    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
-        raise ValueError("'port' must be a number from 1 to 65535")
+    if not is_port_number(number):
+        raise ValueError(f"'port' must be a number from {MIN_PORT} to {MAX_PORT}")
     if protocol not in PROTOCOLS:
         raise ValueError("'protocol' must be tcp or udp")
     label = item.get("label", "")

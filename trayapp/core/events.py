@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from trayapp.core.model import PROTOCOLS, Port
+from trayapp.core.model import PROTOCOLS, Port, is_port_number
 
 # started/stopped/owner-changed: what listens; healthy/unhealthy: what a health check found;
 # service: news from the service itself (a Bluesky run paused, a plan aborted, ...).
@@ -58,7 +58,7 @@ class Event:
         if not isinstance(obj, dict):
             raise ValueError("not an object")
         port, protocol, kind = obj.get("port"), obj.get("protocol", "tcp"), obj.get("event")
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        if not is_port_number(port):
             raise ValueError("bad port")
         if protocol not in PROTOCOLS:
             raise ValueError("bad protocol")

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeGuard
 
 ProtocolName = Literal["tcp", "udp"]
 Family = Literal["ipv4", "ipv6", "dual"]
 PROTOCOLS: tuple[ProtocolName, ...] = ("tcp", "udp")
+MIN_PORT, MAX_PORT = 1, 65535
+
+
+def is_port_number(value: object) -> TypeGuard[int]:
+    """The one rule for a port that can be watched, wherever a number comes from (settings,
+    the events log, the known-services file): a whole number from 1 to 65535, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and MIN_PORT <= value <= MAX_PORT
 
 
 @dataclass(frozen=True, order=True)

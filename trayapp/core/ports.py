@@ -11,10 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from trayapp.core.model import PROTOCOLS, Port, ProtocolName
+from trayapp.core.model import MAX_PORT, MIN_PORT, PROTOCOLS, Port, ProtocolName
 
-MIN_PORT = 1
-MAX_PORT = 65535
 # Big enough for any real service block; small enough that a typo such as 1-65535 cannot make
 # every scan look at the whole port space.
 MAX_RANGE_SIZE = 1024

@@ -96,6 +96,24 @@ class RangeInfo:
     warning_summary: str | None = None
     fix_commands: tuple[str, ...] = ()
 
+    def ephemeral_sentence(self, source: bool = False) -> str | None:
+        """'This OS hands out ports 32768-60999 to outgoing connections: 60610 is inside that
+        range.' None when the OS's range could not be read. The one wording for every view."""
+        if self.os_ephemeral is None:
+            return None
+        first, last = self.os_ephemeral
+        where = "inside" if self.in_os_ephemeral else "outside"
+        origin = (
+            f" (from {self.os_ephemeral_source})" if source and self.os_ephemeral_source else ""
+        )
+        sentence = (
+            f"{_OS_TITLES[self.os_name]} hands out ports {first}-{last} to outgoing "
+            f"connections{origin}: {self.port} is {where} that range."
+        )
+        if self.os_reserved:
+            sentence += f" {self.port} is reserved, so the OS will not hand it out."
+        return sentence
+
 
 class _FromOS(Enum):
     FROM_OS = "read from this OS"
@@ -297,16 +315,7 @@ def explanation_text(info: RangeInfo) -> str:
     if info.os_ephemeral is None:
         lines.append(f"Could not read the range {os_title} hands out to outgoing connections.")
     else:
-        first, last = info.os_ephemeral
-        where = "inside" if info.in_os_ephemeral else "outside"
-        source = f" (from {info.os_ephemeral_source})" if info.os_ephemeral_source else ""
-        sentence = (
-            f"{os_title} hands out ports {first}-{last} to outgoing connections{source}: "
-            f"{info.port} is {where} that range."
-        )
-        if info.os_reserved:
-            sentence += f" {info.port} is reserved, so the OS will not hand it out."
-        lines.append(_fill(sentence))
+        lines.append(_fill(info.ephemeral_sentence(source=True) or ""))
     if info.warning_summary:
         lines += ["", _fill("Warning: " + info.warning_summary)]
         if info.fix_commands:

@@ -226,10 +226,9 @@ def state_text(rep: PortReport) -> str:
         lines.append(f"  diagnosis: {finding.title}. {finding.detail}")
         lines.extend(f"    $ {command}" for command in finding.commands)
     lines.append(f"  range: {info.title}, {info.first}-{info.last}")
-    if info.os_ephemeral:
-        first, last = info.os_ephemeral
-        inside = "inside" if info.in_os_ephemeral else "outside"
-        lines.append(f"  this OS hands out ports {first}-{last} to outgoing connections ({inside})")
+    sentence = info.ephemeral_sentence()
+    if sentence:
+        lines.append(f"  {sentence}")
     if info.warning and not any(f.commands == info.fix_commands for f in rep.findings):
         lines.append(f"  warning: {info.warning}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
-from trayapp.core.model import PROTOCOLS, ProtocolName
+from trayapp.core.model import PROTOCOLS, ProtocolName, is_port_number
 from trayapp.platforms import OSName, current_os
 from trayapp.resources import resource_path
 
@@ -121,7 +121,7 @@ def _ports(entry: dict[str, object]) -> tuple[int, ...]:
         raise _Invalid("'ports' must be a non-empty list of port numbers")
     for port in value:
         # bool is an int to Python; true is no port.
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        if not is_port_number(port):
             raise _Invalid(f"'ports' holds {port!r}, which is not a port from 1 to 65535")
     return tuple(dict.fromkeys(cast(list[int], value)))
 

@@ -366,13 +366,9 @@ class PortWindow(QWidget):
             return
         info = self.report.info
         lines = [f"{info.title}: ports {info.first}-{info.last}.", info.explanation]
-        if info.os_ephemeral:
-            first, last = info.os_ephemeral
-            inside = "inside" if info.in_os_ephemeral else "outside"
-            lines.append(
-                f"This computer hands out ports {first}-{last} to outgoing connections; "
-                f"{self.port.number} is {inside} that range."
-            )
+        sentence = info.ephemeral_sentence()
+        if sentence:
+            lines.append(sentence)
         self.range_text.setText("\n\n".join(lines))
         self.range_warning.setText(info.warning or "")
         self.range_warning.setVisible(bool(info.warning))
