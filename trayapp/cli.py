@@ -29,7 +29,7 @@ from trayapp.core.probe import ProbeResult
 from trayapp.core.ranges import explain_port, explanation_text
 from trayapp.core.scanning import ScanError, Scanner, timed_scan
 from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
-from trayapp.core.services import label_for
+from trayapp.core.status import port_label
 from trayapp.core.watcher import Watcher
 from trayapp.core.writeback import HistoryWriter
 
@@ -278,11 +278,7 @@ def _saved_settings() -> cfg.Config:
 
 
 def _labels(ports: Sequence[Port], settings: cfg.Config) -> dict[Port, str]:
-    labels = {}
-    for port in ports:
-        entry = settings.watched(port)
-        labels[port] = entry.label if entry and entry.label else (label_for(*_key(port)) or "")
-    return labels
+    return {port: port_label(settings, port) for port in ports}
 
 
 def _probe_all(snapshot: Snapshot, settings: cfg.Config) -> dict[Port, ProbeResult]:
@@ -328,7 +324,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     reports = []
     for state in snapshot.states:
         entry = settings.watched(state.port)
-        label = entry.label if entry and entry.label else (label_for(*_key(state.port)) or "")
+        label = port_label(settings, state.port)
         reports.append(
             make_report(
                 state, label=label, api_key=entry.api_key if entry else None, probe=args.probe

@@ -13,6 +13,7 @@ from trayapp.core import report
 from trayapp.core.events import Event
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.services import label_for
 
 # all: every watched port listens (and is healthy where checked); some / none: some or none
 # listen; unhealthy: a port listens but its service fails its health check; trouble: the scan
@@ -25,6 +26,20 @@ ICON_MEANING: dict[IconState, str] = {
     "unhealthy": "a port is listening, but its service fails its health check",
     "trouble": "the ports cannot be scanned right now",
 }
+
+
+def port_label(config: cfg.Config, port: Port) -> str:
+    """The label the user gave the port, else the usual name of what listens there."""
+    entry = config.watched(port)
+    if entry and entry.label:
+        return entry.label
+    return label_for(port.number, port.protocol) or ""
+
+
+def port_title(config: cfg.Config, port: Port) -> str:
+    """'60610 Bluesky Queue Server (HTTP API)': menus, notifications, windows."""
+    label = port_label(config, port)
+    return f"{port.number} {label}" if label else str(port.number)
 
 
 def overall_state(

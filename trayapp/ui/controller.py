@@ -23,7 +23,7 @@ from trayapp.core.probe import ProbeResult
 from trayapp.core.scanning import Scanner
 from trayapp.core.service_check import CheckOutcome, ServiceStore
 from trayapp.core.services import label_for
-from trayapp.core.status import IconState, overall_state
+from trayapp.core.status import IconState, overall_state, port_label, port_title
 from trayapp.core.writeback import HistoryWriter
 from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
 
@@ -135,14 +135,10 @@ class Controller(QObject):
         return [entry.port for entry in self.config.ports] + self.extra_ports
 
     def label(self, port: Port) -> str:
-        entry = self.config.watched(port)
-        if entry and entry.label:
-            return entry.label
-        return label_for(port.number, port.protocol) or ""
+        return port_label(self.config, port)
 
     def title(self, port: Port) -> str:
-        label = self.label(port)
-        return f"{port.number} {label}" if label else str(port.number)
+        return port_title(self.config, port)
 
     def health_interval(self, port: Port) -> float | None:
         entry = self.config.watched(port)
