@@ -546,7 +546,8 @@ class BadConfig:
     content: bytes | None  # None: a folder in place of the file
     message: str  # what the log must say
     kept: tuple[Port, ...] | None = None  # the ports the repaired file must keep
-    as_nobody: bool = False  # unreadable: root reads anything, so run as nobody
+    # unreadable: root reads anything, so run without the capabilities that let it
+    as_nobody: bool = False
 
 
 _PARTLY = json.dumps(
@@ -624,9 +625,6 @@ def _app_home(case: BadConfig, base: Path) -> Path:
     else:
         target.write_bytes(case.content)
     if case.as_nobody:
-        if IS_ROOT:
-            for path in (home, config_dir, home / "run", target):
-                os.chown(path, NOBODY, NOBODY)
         target.chmod(0)
     return home
 
@@ -642,7 +640,10 @@ def _start_app(case: BadConfig, home: Path) -> subprocess.Popen[str]:
     )
     argv = [sys.executable, "-m", "trayapp"]
     if case.as_nobody and IS_ROOT:
-        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+        # Root without the capabilities that override file modes: the unreadable file is
+        # unreadable, while the checkout (and its venv) stay readable wherever they are, even
+        # in a folder only root may enter.
+        argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *argv]
     return subprocess.Popen(
         argv, env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -697,7 +698,7 @@ def test_app_starts_and_keeps_running_with_a_bad_settings_file(
     case: BadConfig, app_runs: dict[str, AppRun]
 ) -> None:
     if case.name not in app_runs:
-        missing_part("needs setpriv to run the app as nobody: root reads any file")
+        missing_part("needs setpriv to run the app without root's file override")
     CASES["settings file, hand-picked (real app)"] += 1
     run = app_runs[case.name]
     assert run.alive_after_start, f"the app died: {run.returncode}\n{run.stderr[-2000:]}"

@@ -811,12 +811,14 @@ def test_terminate_reports_access_denied_and_leaves_the_process(tmp_path: Path) 
     assert child.stdout is not None
     try:
         assert child.stdout.readline().strip() == "ready"
+        # Imported as root, then run as nobody: the checkout may sit where nobody cannot read.
         code = (
-            "import json, sys; from trayapp.core.processes import terminate; "
+            "import json, os, sys; from trayapp.core.processes import terminate; "
+            f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
             "o = terminate(int(sys.argv[1])); print(json.dumps([o.status, o.message]))"
         )
         done = subprocess.run(
-            [*AS_NOBODY, sys.executable, "-c", code, str(child.pid)],
+            [sys.executable, "-c", code, str(child.pid)],
             capture_output=True,
             text=True,
             timeout=30,
