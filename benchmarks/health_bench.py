@@ -13,7 +13,6 @@ RSS sampled at the start and end of each phase (and its largest value).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -31,6 +30,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+from idle_app import start_app  # noqa: E402
 from scan_bench import terminate_cleanly  # noqa: E402
 
 from tests.bluesky_stack import API_KEY, BlueskyStack, missing  # noqa: E402
@@ -64,34 +64,6 @@ def child(argv: list[str], **options: Any) -> Iterator[subprocess.Popen[str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def start_app(home: Path, ports: list[int], health: float | str) -> subprocess.Popen[bytes]:
-    config = home / "config" / "config.json"
-    config.parent.mkdir(parents=True)
-    entries = [{"port": p, "health_interval": health} for p in ports]
-    config.write_text(json.dumps({"ports": entries, "interval": 1.0}))
-    env = {
-        **os.environ,
-        "PORTWATCH_HOME": str(home),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PORTWATCH_TRAY_WAIT": "0",
-        "QSERVER_HTTP_SERVER_API_KEY": API_KEY,
-    }
-    app = subprocess.Popen(
-        [sys.executable, "-m", "trayapp"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    log = home / "log" / "portwatch.log"
-    deadline = time.monotonic() + 30
-    while "started, watching" not in (log.read_text() if log.exists() else ""):
-        if time.monotonic() > deadline or app.poll() is not None:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.1)
-    return app
 
 
 def measure(app: subprocess.Popen[bytes], seconds: float) -> dict[str, float]:
@@ -184,7 +156,12 @@ def main() -> int:
             ("checks every 10 s", 10, args.checks_seconds or args.seconds),
         )
         for name, health, seconds in phases:
-            app = start_app(Path(tmp) / f"home-{health}", ports, health)
+            app = start_app(
+                Path(tmp) / f"home-{health}",
+                ports,
+                {"health_interval": health},
+                {"QSERVER_HTTP_SERVER_API_KEY": API_KEY},
+            )
             try:
                 rows.append((name, measure(app, seconds)))
             finally:

@@ -34,15 +34,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_app(home: Path, ports: list[int]) -> subprocess.Popen[bytes]:
+def start_app(
+    home: Path,
+    ports: list[int],
+    fields: dict[str, object] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """The app, offscreen, with its own settings: `ports` with `fields` added to each entry."""
     config = home / "config" / "config.json"
     config.parent.mkdir(parents=True)
-    config.write_text(json.dumps({"ports": [{"port": p} for p in ports], "interval": 1.0}))
+    entries = [{"port": p, **(fields or {})} for p in ports]
+    config.write_text(json.dumps({"ports": entries, "interval": 1.0}))
     env = {
         **os.environ,
         "PORTWATCH_HOME": str(home),
         "QT_QPA_PLATFORM": "offscreen",
         "PORTWATCH_TRAY_WAIT": "0",
+        **(env or {}),
     }
     app = subprocess.Popen(
         [sys.executable, "-m", "trayapp"],
