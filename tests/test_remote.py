@@ -538,3 +538,75 @@ def _wait_for_line(lines: list[str], text: str, timeout: float) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"no line with {text!r} in {timeout:g} s; got {lines!r}")
+
+
+# -- the tray ----------------------------------------------------------------------------------
+
+
+def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    from pytestqt.qtbot import QtBot
+
+    from trayapp.core.history import EventLog
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.remote_window import RemoteWindow
+    from trayapp.ui.tray import Tray
+
+    assert isinstance(qtbot, QtBot)
+    listener = lab.machine.run(
+        [sys.executable, "-c", TCP_SERVER, lab.address, "7003"], tmp_path / "tcp3.log"
+    )
+    lab.machine.wait_listening(7003)
+    plain = parse_remote(f"{lab.address}:7003")
+    web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
+    config = cfg.Config(
+        ports=(),
+        remotes=(
+            cfg.WatchedRemote(plain, interval=2.0),
+            cfg.WatchedRemote(web, label="Notes", interval=2.0),
+        ),
+    )
+    log = EventLog(tmp_path / "events.jsonl")
+    controller = Controller(portwatch_home / "config.json", config, create_scanner, event_log=log)
+    controller.start()
+    try:
+        tray = Tray(controller)
+        sent: list[tuple[str, str]] = []
+        tray.send_notification = lambda title, body, _r: sent.append((title, body)) or len(sent)
+        plain_port, web_port = port_of(plain), port_of(web)
+        qtbot.waitUntil(lambda: tray.icon_state == "all", timeout=15000)
+        assert tray.port_line(plain_port) == f"{plain}: listening on {lab.address}"
+        assert tray.port_line(web_port) == (f"{web} Notes: listening on {lab.address} [HTTP 200]")
+        assert f"{web} Notes: listening on {lab.address} (HTTP 200, SimpleHTTP" in tray.tooltip()
+        tray.menu.aboutToShow.emit()
+        texts = [action.text() for action in tray.menu.actions()]
+        assert tray.port_line(plain_port) in texts and tray.port_line(web_port) in texts
+        opened: list[object] = []
+        tray.open_port.connect(opened.append)
+        tray.menu.actions()[texts.index(tray.port_line(web_port))].trigger()
+        assert opened == [web_port]
+        window = RemoteWindow(controller, web_port)
+        text = window.details.toPlainText()
+        assert "The process is on another machine" in text
+        assert f"ss -tlnp 'sport = :{HTTP_PORT}'" in text
+        assert "ephemeral" not in text.lower()
+        window.close()
+        assert sorted(sent) == sorted(
+            [
+                (f"{plain}", f"now listening on {lab.address}"),
+                (f"{web} Notes", f"now listening on {lab.address}"),
+            ]
+        )
+        stop(listener)
+        qtbot.waitUntil(lambda: tray.icon_state == "some", timeout=15000)
+        assert tray.port_line(plain_port) == f"{plain}: refused: nothing listens there"
+        # Within 10 s of its start notification: folded by the flood limit, said at its end.
+        qtbot.waitUntil(lambda: len(sent) == 3, timeout=15000)
+        assert sent[2] == (f"{plain}", "down: refused: nothing listens there")
+    finally:
+        controller.stop()
+        stop(listener)
+    events = [(e.port.host, e.kind) for e in log.read().events]
+    assert (str(plain), "stopped") in events and (str(web), "started") in events

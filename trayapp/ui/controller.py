@@ -20,6 +20,9 @@ from trayapp.core.history import EventLog
 from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.remote import RemoteCheck
+from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
+from trayapp.core.remote_report import key_for as remote_key_for
 from trayapp.core.scanning import Scanner
 from trayapp.core.service_check import CheckOutcome, ServiceStore
 from trayapp.core.services import label_for
@@ -50,6 +53,7 @@ class Controller(QObject):
     _terminate = Signal(int, object, bool)
     _probe = Signal(object, object)
     _checked = Signal(object, object, object)  # from the health pool: Port, PortState, outcome
+    _remote_checked = Signal(object, list)  # from a remote entry's thread: RemoteCheck, events
 
     def __init__(
         self,
@@ -83,6 +87,9 @@ class Controller(QObject):
         self._threads: list[QThread] = []
         self._store = service_store
         self.health: HealthMonitor | None = None
+        # Entries on other machines: their last check, keyed by the Port carrying their title.
+        self.remote_checks: dict[Port, RemoteCheck] = {}
+        self._remote: RemoteMonitor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +106,8 @@ class Controller(QObject):
         self._probe.connect(self._actions.probe)
         self._actions.probed.connect(self._on_probed)
         self._checked.connect(self._on_checked)
+        self._remote_checked.connect(self._on_remote_checked)
+        self._start_remote()
         # Checks report from pool threads; the signal queues them to the GUI thread.
         self.health = HealthMonitor(
             lambda port, state, outcome: self._checked.emit(port, state, outcome),
@@ -112,7 +121,28 @@ class Controller(QObject):
             start_thread(self._actions, "portwatch-actions"),
         ]
 
+    def _start_remote(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+        entries = [
+            RemoteEntry(
+                entry.target,
+                entry.interval,
+                entry.remote_settings(remote_key_for(entry.target, entry.api_key)),
+            )
+            for entry in self.config.remotes
+        ]
+        kept = {port_of(entry.target) for entry in entries}
+        self.remote_checks = {p: c for p, c in self.remote_checks.items() if p in kept}
+        # Each entry on a thread of its own: a dead host never holds the GUI or the scans.
+        self._remote = RemoteMonitor(
+            entries, lambda check, events: self._remote_checked.emit(check, events)
+        )
+
     def stop(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         if self.health is not None:
             self.health.close()
             self.health = None
@@ -134,7 +164,18 @@ class Controller(QObject):
     def ports(self) -> list[Port]:
         return [entry.port for entry in self.config.ports] + self.extra_ports
 
+    def remote_ports(self) -> list[Port]:
+        return [port_of(entry.target) for entry in self.config.remotes]
+
+    def remote_check(self, port: Port) -> RemoteCheck | None:
+        return self.remote_checks.get(port)
+
     def label(self, port: Port) -> str:
+        if port.host:
+            remote = next((e for e in self.config.remotes if port_of(e.target) == port), None)
+            if remote is not None and remote.label:
+                return remote.label
+            return label_for(port.number, port.protocol) or ""
         entry = self.config.watched(port)
         if entry and entry.label:
             return entry.label
@@ -142,7 +183,8 @@ class Controller(QObject):
 
     def title(self, port: Port) -> str:
         label = self.label(port)
-        return f"{port.number} {label}" if label else str(port.number)
+        number = port.host or str(port.number)  # another machine's: its host in the title
+        return f"{number} {label}" if label else number
 
     def health_interval(self, port: Port) -> float | None:
         entry = self.config.watched(port)
@@ -164,7 +206,8 @@ class Controller(QObject):
     def icon_state(self) -> IconState:
         if self.paused:
             return "none" if self.snapshot is None else overall_state(self.snapshot, False)
-        return overall_state(self.snapshot, self.error is not None, self.probes)
+        remote = [self.remote_checks[p] for p in self.remote_ports() if p in self.remote_checks]
+        return overall_state(self.snapshot, self.error is not None, self.probes, remote)
 
     # -- what views ask for ----------------------------------------------------------------
     def inspect(self, port: Port) -> None:
@@ -213,6 +256,8 @@ class Controller(QObject):
             self._set_interval.emit(config.interval)
         if self.health is not None and config.ports != old.ports:
             self.health.recheck_all()  # a new key or interval takes effect at once
+        if self._threads and config.remotes != old.remotes:
+            self._start_remote()
         self.config_changed.emit()
 
     # -- from the worker -------------------------------------------------------------------
@@ -272,6 +317,19 @@ class Controller(QObject):
             log.info("%s health %s: %s", port, result.health, result.summary)
         self.probes[port] = result
         self.probed.emit(port, result, outcome)
+
+    def _on_remote_checked(self, check: RemoteCheck, events: list[Event]) -> None:
+        port = port_of(check.target)
+        if port not in self.remote_ports() or self.paused:
+            return  # removed in Settings while it was checked, or paused: stale
+        before = self.remote_checks.get(port)
+        self.remote_checks[port] = check
+        if events:
+            if self._history is not None:
+                self._history.write(events)
+            self._on_events(events)
+        if before is None or before.line != check.line:
+            self.changed.emit()
 
     def _on_probed(self, port: Port, result: ProbeResult) -> None:
         state = self.state(port)
