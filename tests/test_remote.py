@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from tests.netns import OtherMachine, other_machine, stop
 from tests.support import missing_part
@@ -610,3 +611,50 @@ def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
         stop(listener)
     events = [(e.port.host, e.kind) for e in log.read().events]
     assert (str(plain), "stopped") in events and (str(web), "started") in events
+
+
+def test_settings_offer_the_bluesky_server_and_say_the_key_rules(
+    qtbot: object, portwatch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox, QLineEdit
+
+    from trayapp.platforms.autostart import XdgAutostart
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui import remote_settings as rs
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.settings_dialog import SettingsDialog
+
+    monkeypatch.setenv("QSERVER_HTTP_SERVER_URI", "http://xf11id-srv1:60610")
+    path = portwatch_home / "config" / "config.json"
+    controller = Controller(path, cfg.Config(ports=()), create_scanner)
+    dialog = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    table = dialog.remotes.table
+    assert table.rowCount() == 0  # offered, not added by itself
+    button = dialog.remotes.suggest_button
+    assert not button.isHidden()
+    assert button.text() == "Add http://xf11id-srv1:60610 (from QSERVER_HTTP_SERVER_URI)"
+    assert "unencrypted" in dialog.remotes.note.text()
+    button.click()
+    assert table.item(0, rs.TARGET).text() == "http://xf11id-srv1:60610"
+    assert button.isHidden()
+    save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+    dialog.remotes.add_row(None, "xf11id-srv1:99999")
+    assert "Host row 2" in dialog.error.text() and "bad port" in dialog.error.text()
+    assert not save.isEnabled()
+    table.item(1, rs.TARGET).setText("https://xf11id-srv1/qserver")
+    table.item(1, rs.CA).setText(str(tmp_path / "missing.pem"))
+    assert "does not exist" in dialog.error.text() and not save.isEnabled()
+    table.item(1, rs.CA).setText("")
+    key = table.cellWidget(0, rs.KEY)
+    assert isinstance(key, QLineEdit)
+    key.setText("k3y")
+    table.item(0, rs.PLAIN).setCheckState(Qt.CheckState.Checked)
+    assert save.isEnabled(), dialog.error.text()
+    save.click()
+    saved = cfg.load(path).config
+    assert [(r.target.title, r.api_key, r.allow_plain_key) for r in saved.remotes] == [
+        ("http://xf11id-srv1:60610", "k3y", True),
+        ("https://xf11id-srv1/qserver", None, False),
+    ]
+    assert controller.config.remotes == saved.remotes
