@@ -528,8 +528,14 @@ def test_watch_a_remote_bluesky_server_through_an_outage(
         "started",
     ]
     assert API_KEY not in (tmp_path / "data" / "events.jsonl").read_text()
-    history = portwatch("history", "--json", home=tmp_path)
+    history = portwatch("history", "--json", target, home=tmp_path)
     assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    assert [(r["host"], r["state"]) for r in rows][:3] == [
+        (target, "up"),
+        (target, "down"),
+        (target, "up"),
+    ]
 
 
 def _wait_for_line(lines: list[str], text: str, timeout: float) -> None:

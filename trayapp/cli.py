@@ -37,7 +37,7 @@ from trayapp.core.remote import (
     parse_remote,
     reach,
 )
-from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor
+from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
 from trayapp.core.scanning import ScanError, Scanner, timed_scan
 from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.services import label_for
@@ -821,7 +821,10 @@ def _healthy(state: PortState, settings: cfg.Config, memories: dict[Port, Servic
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    ports = _ports(args.specs) if args.specs else None
+    ports = None
+    if args.specs:
+        local, targets = _split(args.specs)
+        ports = (_ports(local) if local else []) + [port_of(t) for t in targets]
     now = time.time()
     result = EventLog(paths.events_file()).read(since=args.since, ports=ports)
     spans = timeline.periods(result.events)
