@@ -612,6 +612,14 @@ def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
         # Within 10 s of its start notification: folded by the flood limit, said at its end.
         qtbot.waitUntil(lambda: len(sent) == 3, timeout=15000)
         assert sent[2] == (f"{plain}", "down: refused: nothing listens there")
+        # Paused: no entry is checked, and the lines say so; resumed: checked again at once.
+        controller.set_paused(True)
+        assert tray.port_line(web_port) == f"{web} Notes: paused"
+        controller.remote_checks.clear()
+        qtbot.wait(2500)  # longer than the entries' interval
+        assert controller.remote_checks == {}
+        controller.set_paused(False)
+        qtbot.waitUntil(lambda: web_port in controller.remote_checks, timeout=5000)
     finally:
         controller.stop()
         stop(listener)

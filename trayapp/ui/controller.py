@@ -232,6 +232,11 @@ class Controller(QObject):
         self._set_ports.emit([] if paused else self.ports())
         if self.health is not None:
             self.health.set_paused(paused)
+        if paused and self._remote is not None:
+            self._remote.close()  # other machines are not asked either while paused
+            self._remote = None
+        elif not paused and self._threads and self._remote is None:
+            self._start_remote()
         self.paused_changed.emit(paused)
 
     def watch(self, port: Port, label: str = "") -> None:
@@ -256,7 +261,7 @@ class Controller(QObject):
             self._set_interval.emit(config.interval)
         if self.health is not None and config.ports != old.ports:
             self.health.recheck_all()  # a new key or interval takes effect at once
-        if self._threads and config.remotes != old.remotes:
+        if self._threads and not self.paused and config.remotes != old.remotes:
             self._start_remote()
         self.config_changed.emit()
 
