@@ -64,6 +64,10 @@ class RemoteEntries(QWidget):
         self.table.setHorizontalHeaderLabels(list(HEADERS))
         self.table.horizontalHeader().setSectionResizeMode(TARGET, QHeaderView.ResizeMode.Stretch)
         self.table.itemChanged.connect(lambda _item: self._on_change())
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(PLAIN, QHeaderView.ResizeMode.ResizeToContents)
+        # A few rows high: the watched ports' table above keeps the dialog's spare room.
+        self.table.setMaximumHeight(130)
         layout.addWidget(self.table)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add host")

@@ -61,7 +61,8 @@ def key_source_note() -> str:
         return f"Ports without a key here use the key from {inherited.origin}."
     return (
         f"A Bluesky server asks for an API key: give it here, or set {ENV_KEY} or "
-        f"{ENV_KEYFILE} as for the other Bluesky tools. Keys are only sent to this machine."
+        f"{ENV_KEYFILE} as for the other Bluesky tools. Keys in this table are only sent to this "
+        "machine."
     )
 
 
