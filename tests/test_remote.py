@@ -26,7 +26,9 @@ from tests.netns import OtherMachine, other_machine, stop
 from tests.support import missing_part
 from trayapp.core import config as cfg
 from trayapp.core.apikey import KeyChoice
+from trayapp.core.events import Event
 from trayapp.core.remote import (
+    RemoteCheck,
     RemoteSettings,
     RemoteSpecError,
     RemoteTarget,
@@ -536,6 +538,55 @@ def test_watch_a_remote_bluesky_server_through_an_outage(
         (target, "down"),
         (target, "up"),
     ]
+
+
+def test_a_remote_re_manager_gone_and_back_is_told_like_a_local_one(
+    lab: Lab, remote_bluesky: object
+) -> None:
+    """The last user of the module's stack: its RE Manager is killed and started again."""
+    from tests.bluesky_stack import API_KEY, BlueskyStack
+    from trayapp.ui.controller import remote_notifications
+
+    stack = remote_bluesky
+    assert isinstance(stack, BlueskyStack)
+    target = parse_remote(f"{lab.address}:60610")
+    settings = RemoteSettings(KeyChoice(API_KEY, "Settings"), allow_plain_key=True)
+    seen: list[tuple[RemoteCheck, list[Event]]] = []
+    lock = threading.Lock()
+
+    def on_check(check: RemoteCheck, events: list[Event]) -> None:
+        with lock:
+            seen.append((check, events))
+
+    def first(kind: str) -> tuple[RemoteCheck, list[Event]] | None:
+        with lock:
+            return next((s for s in seen if kind in [e.kind for e in s[1]]), None)
+
+    def wait(kind: str, timeout: float) -> tuple[RemoteCheck, list[Event]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = first(kind)
+            if found is not None:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"no {kind!r} event in {timeout:g} s: {seen!r}")
+
+    monitor = RemoteMonitor([RemoteEntry(target, 1.0, settings)], on_check)
+    try:
+        started = wait("started", 15)
+        assert started[0].result is not None and started[0].result.health == "ok"
+        stack.kill_manager()
+        gone = wait("unhealthy", 20)
+        stack.start_manager()
+        back = wait("healthy", 60)
+    finally:
+        monitor.close()
+    assert [e.code for e in gone[1]] == ["manager-unreachable"]
+    [note] = remote_notifications(*gone)
+    assert note.kind == "unhealthy" and note.port == port_of(target)
+    assert note.detail == "unhealthy: HTTP server up, RE Manager unreachable"
+    [note] = remote_notifications(*back)
+    assert note.detail is not None and note.detail.startswith("healthy again: RE Manager idle")
 
 
 def _wait_for_line(lines: list[str], text: str, timeout: float) -> None:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from trayapp.core.events import Event
 from trayapp.core.model import Port
 from trayapp.core.probe import UNHEALTHY
-from trayapp.core.remote import RemoteCheck, RemoteSettings, RemoteTarget, check_remote
+from trayapp.core.remote import (
+    RemoteCheck,
+    RemoteSettings,
+    RemoteTarget,
+    check_remote,
+    remote_history,
+)
+from trayapp.core.service_check import ServiceMemory, queue_news
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +97,46 @@ class RemoteMonitor:
             thread.start()
 
     def _run(self, entry: RemoteEntry) -> None:
+        memory = ServiceMemory()  # this entry's queue and plan history, as last seen
         while not self._stop.is_set():
             started = time.monotonic()
             try:
                 now = self._check(entry.target, entry.settings)
-            except Exception:  # a bug in one check must not end the checks
-                log.exception("check of %s failed", entry.target)
-            else:
                 with self._lock:
                     before = self.last.get(entry.target)
                     self.last[entry.target] = now
+                events = change_events(before, now) + self._news(entry, now, memory)
+            except Exception:  # a bug in one check must not end the checks
+                log.exception("check of %s failed", entry.target)
+            else:
                 if not self._stop.is_set():
-                    self._on_check(now, change_events(before, now))
+                    self._on_check(now, events)
             self._stop.wait(max(0.0, entry.interval - (time.monotonic() - started)))
+
+    @staticmethod
+    def _news(entry: RemoteEntry, check: RemoteCheck, memory: ServiceMemory) -> list[Event]:
+        """A Bluesky server's news, as for a local one: a run paused, a plan that failed, the
+        queue stopped with items left."""
+        result = check.result
+        if result is None or not check.up:
+            memory.health = None
+            return []
+        previous, memory.health = memory.health, result.health
+        key, _held_back = entry.settings.key_for(entry.target)
+        notices, problem = queue_news(
+            result,
+            memory,
+            previous,
+            key,
+            lambda _port, _host, _key: remote_history(entry.target, entry.settings),
+        )
+        if problem:
+            log.info("%s: %s", entry.target, problem)
+        port = port_of(entry.target)
+        return [
+            Event(check.time, port, "service", code=notice.kind, detail=notice.text)
+            for notice in notices
+        ]
 
     def close(self) -> None:
         self._stop.set()

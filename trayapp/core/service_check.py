@@ -123,6 +123,19 @@ def run_check(
         memory.bluesky = result.bluesky_server
     previous = memory.health
     memory.health = result.health
+    notices, problem = queue_news(result, memory, previous, key, history)
+    return CheckOutcome(result, previous, tuple(notices), problem)
+
+
+def queue_news(
+    result: ProbeResult,
+    memory: ServiceMemory,
+    previous: str | None,
+    key: KeyChoice,
+    history: Callable[[int, str, str | None], Any],
+) -> tuple[list[Notice], str | None]:
+    """A Bluesky server's news since the last look (a run paused, a plan aborted, ...), and a
+    part of it that could not be read; `memory` moves on. Local and remote checks share it."""
     notices: list[Notice] = []
     problem = None
     if result.queue is not None:
@@ -132,7 +145,7 @@ def run_check(
         seen_before = memory.queue if previous in ("ok", "environment-failed") else None
         notices.extend(status_notices(seen_before, result.queue))
         memory.queue = result.queue
-    return CheckOutcome(result, previous, tuple(notices), problem)
+    return notices, problem
 
 
 def _read_history(

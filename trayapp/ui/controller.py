@@ -14,7 +14,7 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal
 
 from trayapp.core import config as cfg
 from trayapp.core.apikey import KeyChoice, choose_key
-from trayapp.core.events import Event
+from trayapp.core.events import LISTEN_KINDS, Event
 from trayapp.core.health_monitor import HealthMonitor
 from trayapp.core.history import EventLog
 from trayapp.core.logfile import LogFileHandler
@@ -26,11 +26,24 @@ from trayapp.core.remote_report import key_for as remote_key_for
 from trayapp.core.scanning import Scanner
 from trayapp.core.service_check import CheckOutcome, ServiceStore
 from trayapp.core.services import label_for
-from trayapp.core.status import IconState, overall_state
+from trayapp.core.status import IconState, health_notification, overall_state
 from trayapp.core.writeback import HistoryWriter
 from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
 
 log = logging.getLogger(__name__)
+
+
+def remote_notifications(check: RemoteCheck, events: list[Event]) -> list[Event]:
+    """What a remote check tells the user: its starts and stops, and its health and queue
+    news in one notification, worded as for a port of this machine."""
+    shown = [event for event in events if event.kind in LISTEN_KINDS]
+    news = next((e.kind for e in events if e.kind in ("healthy", "unhealthy")), None)
+    notices = [e.detail or e.code or "" for e in events if e.kind == "service"]
+    if check.result is not None and (news or notices):
+        event = health_notification(port_of(check.target), check.result, news, notices)
+        if event is not None:
+            shown.append(event)
+    return shown
 
 
 class Controller(QObject):
@@ -332,7 +345,7 @@ class Controller(QObject):
         if events:
             if self._history is not None:
                 self._history.write(events)
-            self._on_events(events)
+            self._on_events(remote_notifications(check, events))
         if before is None or before.line != check.line:
             self.changed.emit()
 
