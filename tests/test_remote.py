@@ -634,7 +634,10 @@ def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
         sent: list[tuple[str, str]] = []
         tray.send_notification = lambda title, body, _r: sent.append((title, body)) or len(sent)
         plain_port, web_port = port_of(plain), port_of(web)
-        qtbot.waitUntil(lambda: tray.icon_state == "all", timeout=15000)
+        # Both checked (an entry not checked yet does not count for the icon), and all up.
+        qtbot.waitUntil(
+            lambda: len(controller.remote_checks) == 2 and tray.icon_state == "all", timeout=15000
+        )
         assert tray.port_line(plain_port) == f"{plain}: listening on {lab.address}"
         assert tray.port_line(web_port) == (f"{web} Notes: listening on {lab.address} [HTTP 200]")
         assert f"{web} Notes: listening on {lab.address} (HTTP 200, SimpleHTTP" in tray.tooltip()
