@@ -72,16 +72,27 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def listening(port: int) -> bool:
+def listening(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((LOOPBACK, port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 class BlueskyStack:
-    """Redis + RE Manager + HTTP server. Ports are free loopback ports unless given."""
+    """Redis + RE Manager + HTTP server. Ports are free loopback ports unless given. With
+    `netns` every process runs in that network namespace and binds `host` (the "other machine"
+    of tests/test_remote.py); its ports are then free there whatever the host uses."""
 
-    def __init__(self, http_port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        http_port: int | None = None,
+        workdir: Path | None = None,
+        *,
+        host: str = LOOPBACK,
+        netns: str | None = None,
+    ) -> None:
+        self.host = host
+        self.netns = netns
         self.venv = bluesky_venv()
         self.redis_port = free_port()
         self.control_port = free_port()
@@ -97,6 +108,9 @@ class BlueskyStack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Any:
         # Its own session, so stop() reaches the children too (the RE Manager's 60615 is held
         # by a child of the started pid). The child keeps the log open; we need not.
+        if self.netns is not None:
+            # `ip netns exec` execs the command: the pid stopped is the server's own.
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         with (self.workdir / f"{name}.log").open("ab") as log:
             return subprocess.Popen(
                 argv,
@@ -126,16 +140,20 @@ class BlueskyStack:
                 "--port",
                 str(self.redis_port),
                 "--bind",
-                LOOPBACK,
+                self.host,
                 "--save",
                 "",
                 "--appendonly",
                 "no",
+                # Off loopback Redis refuses clients without a password; the only other
+                # address used is a test namespace's, which nothing outside can reach.
+                "--protected-mode",
+                "no" if self.netns else "yes",
                 "--dir",
                 str(self.workdir),
             ],
         )
-        wait_for(lambda: listening(self.redis_port), 15, "Redis")
+        wait_for(lambda: listening(self.redis_port, self.host), 15, "Redis")
         profile = self.workdir / "profile"
         if not profile.exists():
             source = self._site_packages() / "bluesky_queueserver" / "profile_collection_sim"
@@ -156,18 +174,18 @@ class BlueskyStack:
             [
                 str(self.venv / "bin" / "start-re-manager"),
                 "--zmq-control-addr",
-                f"tcp://{LOOPBACK}:{self.control_port}",
+                f"tcp://{self.host}:{self.control_port}",
                 "--zmq-info-addr",
-                f"tcp://{LOOPBACK}:{self.info_port}",
+                f"tcp://{self.host}:{self.info_port}",
                 "--zmq-publish-console",
                 "ON",
                 "--redis-addr",
-                f"{LOOPBACK}:{self.redis_port}",
+                f"{self.host}:{self.redis_port}",
                 "--startup-dir",
                 str(self.workdir / "profile"),
             ],
         )
-        wait_for(lambda: listening(self.control_port), 60, "the RE Manager")
+        wait_for(lambda: listening(self.control_port, self.host), 60, "the RE Manager")
 
     def start_http(self) -> None:
         self.http = self._spawn(
@@ -175,17 +193,17 @@ class BlueskyStack:
             [
                 str(self.venv / "bin" / "start-bluesky-httpserver"),
                 "--host",
-                LOOPBACK,
+                self.host,
                 "--port",
                 str(self.http_port),
             ],
             env={
                 "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
-                "QSERVER_ZMQ_CONTROL_ADDRESS": f"tcp://{LOOPBACK}:{self.control_port}",
-                "QSERVER_ZMQ_INFO_ADDRESS": f"tcp://{LOOPBACK}:{self.info_port}",
+                "QSERVER_ZMQ_CONTROL_ADDRESS": f"tcp://{self.host}:{self.control_port}",
+                "QSERVER_ZMQ_INFO_ADDRESS": f"tcp://{self.host}:{self.info_port}",
             },
         )
-        wait_for(lambda: listening(self.http_port), 60, "the HTTP server")
+        wait_for(lambda: listening(self.http_port, self.host), 60, "the HTTP server")
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
@@ -204,7 +222,7 @@ class BlueskyStack:
         """The RE Manager dies (SIGKILL, with its worker): the HTTP server stays."""
         self._stop(self.manager, signal.SIGKILL)
         self.manager = None
-        wait_for(lambda: not listening(self.control_port), 15, "the RE Manager to go")
+        wait_for(lambda: not listening(self.control_port, self.host), 15, "the RE Manager to go")
 
     def stop(self) -> None:
         for proc in (self.http, self.manager, self.redis):
@@ -229,7 +247,7 @@ class BlueskyStack:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
-            f"http://{LOOPBACK}:{self.http_port}{path}",
+            f"http://{self.host}:{self.http_port}{path}",
             data=data,
             method=method,
             headers={"Authorization": f"ApiKey {API_KEY}", "Content-Type": "application/json"},

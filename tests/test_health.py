@@ -347,6 +347,18 @@ def test_plain_http_5xx_is_unhealthy_and_4xx_is_not() -> None:
         assert result.verdict == verdict, code
 
 
+def test_a_port_that_stops_between_scan_and_check_is_not_called_unhealthy() -> None:
+    memory = ServiceMemory()
+    with servers.serve(servers.BlueskyLike) as server:
+        port = server.port
+        assert run_check(listening(port), memory, KeyChoice()).result.health == "ok"
+    # Closed now; the scan has not noticed yet. (The status request alone: known Bluesky.)
+    outcome = run_check(listening(port), memory, KeyChoice())
+    assert (outcome.result.health, outcome.result.verdict) == ("refused", "unchecked")
+    assert outcome.health_news is None and outcome_events(Port(port), outcome) == []
+    assert memory.health == "ok"  # when it is back and fine, that is no news either
+
+
 def test_a_service_that_is_not_http_has_no_health_check() -> None:
     with servers.serve(servers.SshBanner) as server:
         outcome = run_check(listening(server.port), ServiceMemory(), KeyChoice())

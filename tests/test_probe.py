@@ -243,7 +243,7 @@ def test_nothing_listening_is_connection_refused() -> None:
     port = free_port()
     result, took = timed(lambda: probe(port))
     assert result.health not in ("http", "ok")
-    assert (result.health, result.summary) == ("error", "connection refused")
+    assert (result.health, result.summary) == ("refused", "connection refused")
     assert took < TIMEOUT
 
 
@@ -383,7 +383,7 @@ def test_api_key_never_appears_in_results() -> None:
         "manager-unreachable",
         "key-rejected",
         "not-http",
-        "error",
+        "refused",
     ]
     assert [r for r in results if leaks(r, KEY)] == []
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from trayapp import __version__
 from trayapp.core import config as cfg
-from trayapp.core import metrics, nagios, paths, report, textfile, timeline
+from trayapp.core import metrics, nagios, paths, remote_report, report, textfile, timeline
 from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.diagnosis import diagnose
@@ -27,14 +27,29 @@ from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
 from trayapp.core.probe import ProbeResult
 from trayapp.core.ranges import explain_port, explanation_text
+from trayapp.core.remote import (
+    RemoteCheck,
+    RemoteSettings,
+    RemoteSpecError,
+    RemoteTarget,
+    check_remote,
+    looks_remote,
+    parse_remote,
+    reach,
+)
+from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
 from trayapp.core.scanning import ScanError, Scanner, timed_scan
 from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.status import port_label
 from trayapp.core.watcher import Watcher
 from trayapp.core.writeback import HistoryWriter
+from trayapp.platforms.commands import commands_on_server
 
 EXIT_OK, EXIT_FREE, EXIT_USAGE, EXIT_SCAN_FAILED = 0, 1, 2, 3
-SPEC_HELP = "ports: 60610, 60610/tcp, 5353/udp, 8000-8010, lists separated by commas or spaces"
+SPEC_HELP = (
+    "ports: 60610, 60610/tcp, 5353/udp, 8000-8010, lists separated by commas or spaces; "
+    "on another machine: host:60610, [fd00::5]:60610, http(s)://host:60610/prefix"
+)
 
 
 MAX_ERROR = 300
@@ -68,6 +83,32 @@ def _ports(specs: Sequence[str]) -> list[Port]:
         return parse_ports(" ".join(specs))
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _split(specs: Sequence[str]) -> tuple[list[str], list[RemoteTarget]]:
+    """Local port specs, and the other machines' entries (each a word with a host)."""
+    local, remote = [], []
+    for spec in specs:
+        for word in spec.split():
+            if looks_remote(word):
+                try:
+                    remote.append(parse_remote(word))
+                except RemoteSpecError as exc:
+                    raise UsageError(str(exc)) from None
+            else:
+                local.append(word)
+    return local, list(dict.fromkeys(remote))
+
+
+def _remote_settings(target: RemoteTarget, settings: cfg.Config) -> RemoteSettings:
+    entry = settings.remote(target)
+    key = remote_report.key_for(target, entry.api_key if entry else None)
+    return entry.remote_settings(key) if entry else RemoteSettings(key)
+
+
+def _remote_label(target: RemoteTarget, settings: cfg.Config) -> str:
+    entry = settings.remote(target)
+    return entry.label if entry else ""
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
@@ -311,6 +352,9 @@ def _configured_ports(specs: Sequence[str], settings: cfg.Config) -> list[Port]:
 def cmd_check(args: argparse.Namespace) -> int:
     if args.nagios:
         return _check_nagios(args)
+    local, targets = _split(args.specs)
+    if targets:
+        return _check_remote(args, local, targets)
     ports = _ports(args.specs)
     scanner = _scanner()
     try:
@@ -338,6 +382,61 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"note: {problem}", file=sys.stderr)
     want = args.expect == "listening"
     return EXIT_OK if all(s.listening == want for s in snapshot.states) else EXIT_FREE
+
+
+def _check_remote(args: argparse.Namespace, local: list[str], targets: list[RemoteTarget]) -> int:
+    """check with entries on other machines (and maybe local ports too)."""
+    settings = _saved_settings()
+    checks: list[tuple[RemoteCheck, str]] = []
+    for target in targets:
+        remote_settings = _remote_settings(target, settings)
+        check = (
+            check_remote(target, remote_settings)
+            if args.probe
+            else RemoteCheck(target, reach(target), None)
+        )
+        checks.append((check, _remote_label(target, settings)))
+    code = EXIT_OK
+    local_json: list[object] = []
+    if local:
+        ports = _ports(local)
+        scanner = _scanner()
+        try:
+            snapshot = scanner.scan(ports, connections=True)
+        except ScanError as exc:
+            print(f"portwatch check: could not scan: {exc}", file=sys.stderr)
+            return EXIT_SCAN_FAILED
+        finally:
+            scanner.close()
+        reports = []
+        for state in snapshot.states:
+            entry = settings.watched(state.port)
+            label = port_label(settings, state.port)
+            api_key = entry.api_key if entry else None
+            reports.append(make_report(state, label=label, api_key=api_key, probe=args.probe))
+        if args.json:
+            local_json = [report.state_json(r) for r in reports]
+        else:
+            print("\n\n".join(report.state_text(r) for r in reports), end="\n\n")
+        want = args.expect == "listening"
+        if not all(s.listening == want for s in snapshot.states):
+            code = EXIT_FREE
+    if args.json:
+        remote_json = [
+            remote_report.check_json(check, commands_on_server(check.target.port), label)
+            for check, label in checks
+        ]
+        print(json.dumps(local_json + remote_json, indent=2))
+    else:
+        texts = (
+            remote_report.check_text(check, commands_on_server(check.target.port), label)
+            for check, label in checks
+        )
+        print("\n\n".join(texts))
+    want_up = args.expect == "listening"
+    if not all(check.up == want_up for check, _label in checks):
+        code = EXIT_FREE
+    return code
 
 
 def _check_nagios(args: argparse.Namespace) -> int:
@@ -433,10 +532,6 @@ def cmd_prometheus_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _key(port: Port) -> tuple[int, str]:
-    return port.number, port.protocol
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     try:
         port = parse_port(args.port)
@@ -470,6 +565,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    local, targets = _split(args.specs)
+    if targets:
+        return _watch_remote(args, local, targets)
     ports = _ports(args.specs)
     folder = _textfile_folder(args.textfile) if args.textfile is not None else None
     if folder is not None and args.interval > args.refresh:
@@ -556,6 +654,58 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[RemoteTarget]) -> int:
+    """watch entries on other machines: each on its own schedule (--health-interval, else the
+    entry's interval in Settings, else 10 s); local ports, if any, in a `portwatch watch` of
+    their own in this process."""
+    if args.textfile is not None:
+        raise UsageError("--textfile takes ports of this machine only")
+    settings = _saved_settings()
+    history = HistoryWriter(EventLog(paths.events_file())) if args.log else None
+    printing = threading.Lock()
+
+    def on_check(check: RemoteCheck, events: list[Event]) -> None:
+        lines = []
+        shown = events
+        if check.target not in seen and not args.json:
+            lines.append(f"{report.local_time(check.time)}  now {check.line}")
+            # The first line already says that it listens.
+            shown = [event for event in events if event.kind != "started"]
+        seen.add(check.target)
+        for event in shown:
+            lines.append(json.dumps(event.to_json()) if args.json else report.event_text(event))
+        if history is not None and events:
+            history.write(events)
+        with printing:
+            for line in lines:
+                print(line)
+            sys.stdout.flush()
+
+    seen: set[RemoteTarget] = set()
+    entries = []
+    for target in targets:
+        entry = settings.remote(target)
+        interval = args.health_interval or (entry.interval if entry else None)
+        entries.append(
+            RemoteEntry(
+                target,
+                interval or cfg.DEFAULT_REMOTE_INTERVAL,
+                _remote_settings(target, settings),
+            )
+        )
+    monitor = RemoteMonitor(entries, on_check)
+    try:
+        if local:
+            local_args = argparse.Namespace(**{**vars(args), "specs": local})
+            return cmd_watch(local_args)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.close()
+    return EXIT_OK
+
+
 def _health_monitor(
     args: argparse.Namespace,
     history: HistoryWriter | None,
@@ -578,6 +728,9 @@ def _health_monitor(
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
+    local, targets = _split(args.specs)
+    if targets:
+        return _wait_remote(args, local, targets)
     ports = _ports(args.specs)
     scanner = _scanner()
     deadline = time.monotonic() + args.timeout
@@ -611,6 +764,52 @@ def cmd_wait(args: argparse.Namespace) -> int:
 HEALTH_WAIT_S = 1.0
 
 
+def _wait_remote(args: argparse.Namespace, local: list[str], targets: list[RemoteTarget]) -> int:
+    """wait for entries on other machines (and local ports): each round connects (and, with
+    --healthy, checks health) at most once a second; what still fails is said at the end."""
+    ports = _ports(local) if local else []
+    settings = _saved_settings()
+    scanner = _scanner() if ports else None
+    deadline = time.monotonic() + args.timeout
+    memories: dict[Port, ServiceMemory] = {}
+    pending: dict[RemoteTarget, str] = {}
+    try:
+        while True:
+            started = time.monotonic()
+            local_ok = True
+            if scanner is not None:
+                try:
+                    states = scanner.scan(ports).states
+                    local_ok = all(s.listening for s in states) and (
+                        not args.healthy or all(_healthy(s, settings, memories) for s in states)
+                    )
+                except ScanError:
+                    local_ok = False
+            for target in list(pending) or targets:
+                check = (
+                    check_remote(target, _remote_settings(target, settings))
+                    if args.healthy
+                    else RemoteCheck(target, reach(target), None)
+                )
+                if check.up and (not args.healthy or check.verdict != "unhealthy"):
+                    pending.pop(target, None)
+                else:
+                    pending[target] = check.line
+            if local_ok and not pending:
+                return EXIT_OK
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for line in pending.values():
+                    print(f"portwatch wait: {line}", file=sys.stderr)
+                return EXIT_FREE
+            time.sleep(min(max(args.interval, HEALTH_WAIT_S - (time.monotonic() - started)), left))
+    except KeyboardInterrupt:
+        return EXIT_FREE
+    finally:
+        if scanner is not None:
+            scanner.close()
+
+
 def _healthy(state: PortState, settings: cfg.Config, memories: dict[Port, ServiceMemory]) -> bool:
     """Healthy, or nothing to check (UDP, a service that is not HTTP): listening is all."""
     if state.port.protocol != "tcp":
@@ -622,7 +821,10 @@ def _healthy(state: PortState, settings: cfg.Config, memories: dict[Port, Servic
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    ports = _ports(args.specs) if args.specs else None
+    ports = None
+    if args.specs:
+        local, targets = _split(args.specs)
+        ports = (_ports(local) if local else []) + [port_of(t) for t in targets]
     now = time.time()
     result = EventLog(paths.events_file()).read(since=args.since, ports=ports)
     spans = timeline.periods(result.events)

@@ -15,6 +15,7 @@ TARGET = REPO / "docs" / "screenshots"
 # name in the README: (screenshot the suite took, the region WxH+X+Y of a 1024x768 screen)
 PICTURES = {
     "tray-menu-bluesky.png": ("bluesky-2-menu.png", "720x275+0+0"),
+    "tray-menu-remote-bluesky.png": ("remote-1-menu.png", "770x270+0+0"),
 }
 
 

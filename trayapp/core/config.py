@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
-from trayapp.core.apikey import clean_key
+from trayapp.core.apikey import KeyChoice, clean_key
 from trayapp.core.model import MAX_PORT, MIN_PORT, PROTOCOLS, Port, is_port_number
+from trayapp.core.remote import RemoteSettings, RemoteSpecError, RemoteTarget, parse_remote
 from trayapp.fileio import atomic_write, describe_write_error
 
 CONFIG_VERSION = 1
@@ -33,6 +34,7 @@ DEFAULT_LABEL = "Bluesky Queue Server (HTTP API)"
 DEFAULT_HEALTH_INTERVAL = 10.0
 HEALTH_INTERVAL_RANGE = (2.0, 600.0)
 HEALTH_OFF = "off"
+DEFAULT_REMOTE_INTERVAL = 10.0
 
 
 class SaveError(OSError):
@@ -80,8 +82,26 @@ class WatchedPort:
 
 
 @dataclass(frozen=True)
+class WatchedRemote:
+    """A service on another machine (core/remote.py): the host and port the user typed."""
+
+    target: RemoteTarget
+    label: str = ""
+    muted: bool = False
+    api_key: str | None = field(default=None, repr=False)
+    # The user agreed to send the key unencrypted over plain http:// to this host.
+    allow_plain_key: bool = False
+    ca_file: str = ""  # a lab's own CA for https://, besides the system's trust store
+    interval: float = DEFAULT_REMOTE_INTERVAL
+
+    def remote_settings(self, key: KeyChoice) -> RemoteSettings:
+        return RemoteSettings(key, self.allow_plain_key, self.ca_file or None)
+
+
+@dataclass(frozen=True)
 class Config:
     ports: tuple[WatchedPort, ...] = (WatchedPort(DEFAULT_PORT, DEFAULT_LABEL),)
+    remotes: tuple[WatchedRemote, ...] = ()
     interval: float = 1.0
     notifications: bool = True
     start_at_login: bool = False
@@ -92,6 +112,12 @@ class Config:
     def watched(self, port: Port) -> WatchedPort | None:
         for entry in self.ports:
             if entry.port == port:
+                return entry
+        return None
+
+    def remote(self, target: RemoteTarget) -> WatchedRemote | None:
+        for entry in self.remotes:
+            if entry.target == target:
                 return entry
         return None
 
@@ -211,9 +237,86 @@ def from_dict(data: object) -> tuple[Config, list[str]]:
     if "ports" in data:
         ports, port_problems = _ports(data["ports"])
         problems.extend(port_problems)
-    known = {"version", "ports", *(s.key for s in SETTINGS)}
+    remotes: tuple[WatchedRemote, ...] = ()
+    if "remotes" in data:
+        remotes, remote_problems = _remotes(data["remotes"])
+        problems.extend(remote_problems)
+    known = {"version", "ports", "remotes", *(s.key for s in SETTINGS)}
     extra = {k: v for k, v in data.items() if k not in known}
-    return Config(ports=ports, extra=extra, **values), problems
+    return Config(ports=ports, remotes=remotes, extra=extra, **values), problems
+
+
+def _remotes(value: object) -> tuple[tuple[WatchedRemote, ...], list[str]]:
+    if not isinstance(value, list):
+        return (), ["'remotes' must be a list"]
+    problems: list[str] = []
+    entries: dict[RemoteTarget, WatchedRemote] = {}
+    for index, item in enumerate(value):
+        try:
+            entry = remote_from_dict(item, problems)
+        except ValueError as exc:
+            problems.append(f"remote entry {index + 1} dropped ({exc})")
+            continue
+        if entry.target in entries:
+            problems.append(f"remote entry {index + 1} dropped (a duplicate of {entry.target})")
+            continue
+        if len(entries) >= MAX_WATCHED:
+            problems.append(f"remote entries past the first {MAX_WATCHED} dropped")
+            break
+        entries[entry.target] = entry
+    return tuple(entries.values()), problems
+
+
+def remote_from_dict(item: object, notes: list[str] | None = None) -> WatchedRemote:
+    """A remote entry from its JSON; ValueError if unusable. As for ports, a bad key or
+    interval costs only itself (said in `notes`)."""
+    if not isinstance(item, dict):
+        raise ValueError("not an object")
+    text = item.get("target")
+    if not isinstance(text, str):
+        raise ValueError("'target' must be text like host:60610 or https://host/qserver")
+    try:
+        target = parse_remote(text)
+    except RemoteSpecError as exc:
+        raise ValueError(str(exc)) from None
+    label, ca_file = item.get("label", ""), item.get("ca_file", "")
+    if not isinstance(label, str):
+        raise ValueError("'label' must be text")
+    if not isinstance(ca_file, str) or len(ca_file) > MAX_PATH_TEXT or not ca_file.isprintable():
+        raise ValueError("'ca_file' must be the path of a PEM file, one line")
+    flags: dict[str, bool] = {}
+    for key in ("muted", "allow_plain_key"):
+        flag = item.get(key, False)
+        if not isinstance(flag, bool):
+            raise ValueError(f"'{key}' must be true or false")
+        flags[key] = flag
+    api_key = item.get("api_key")
+    if api_key is not None:
+        cleaned = clean_key(api_key) if isinstance(api_key, str) else None
+        if cleaned is None and api_key != "" and notes is not None:
+            notes.append(f"the API key of {target} dropped (use {KEY_ALLOWED})")
+        api_key = cleaned
+    interval = item.get("interval", DEFAULT_REMOTE_INTERVAL)
+    try:
+        checked = parse_health_interval(interval)
+    except ValueError:
+        checked = None
+    if checked is None:
+        low, high = HEALTH_INTERVAL_RANGE
+        if notes is not None:
+            notes.append(
+                f"{target}: 'interval' must be {low:g} to {high:g} seconds; "
+                f"using {DEFAULT_REMOTE_INTERVAL:g}"
+            )
+        checked = DEFAULT_REMOTE_INTERVAL
+    return WatchedRemote(
+        target,
+        label=clean_label(label),
+        api_key=api_key or None,
+        ca_file=ca_file.strip(),
+        interval=checked,
+        **flags,
+    )
 
 
 def _scalar(setting: Setting, value: object) -> tuple[object, str | None]:
@@ -336,6 +439,8 @@ def to_dict(config: Config) -> dict[str, Any]:
     data: dict[str, Any] = dict(config.extra)
     data["version"] = CONFIG_VERSION
     data["ports"] = [_watched_to_dict(entry) for entry in config.ports]
+    if config.remotes:
+        data["remotes"] = [_remote_to_dict(entry) for entry in config.remotes]
     for setting in SETTINGS:
         data[setting.key] = getattr(config, setting.key)
     return data
@@ -351,6 +456,20 @@ def _watched_to_dict(entry: WatchedPort) -> dict[str, Any]:
         "muted": entry.muted,
     }
     item["health_interval"] = HEALTH_OFF if entry.health_interval is None else entry.health_interval
+    if entry.api_key:
+        item["api_key"] = entry.api_key
+    return item
+
+
+def _remote_to_dict(entry: WatchedRemote) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "target": entry.target.title,
+        "label": entry.label,
+        "muted": entry.muted,
+        "allow_plain_key": entry.allow_plain_key,
+        "ca_file": entry.ca_file,
+        "interval": entry.interval,
+    }
     if entry.api_key:
         item["api_key"] = entry.api_key
     return item

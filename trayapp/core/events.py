@@ -44,12 +44,17 @@ class Event:
             "time": iso_time(self.time),
             "port": self.port.number,
             "protocol": self.port.protocol,
+            **({"host": self.port.host} if self.port.host else {}),
             "event": self.kind,
             "pid": self.pid,
             "name": self.name,
             "user": self.username,
             "addresses": list(self.addresses),
-            **({"code": self.code, "detail": self.detail} if self.kind not in LISTEN_KINDS else {}),
+            **(
+                {"code": self.code, "detail": self.detail}
+                if self.kind not in LISTEN_KINDS or self.detail is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -70,9 +75,12 @@ class Event:
         user = obj.get("user")
         addresses = obj.get("addresses") or []
         code, detail = obj.get("code"), obj.get("detail")
+        host = obj.get("host", "")
+        if not isinstance(host, str) or len(host) > MAX_DETAIL or not host.isprintable():
+            raise ValueError("bad host")
         return cls(
             time=when,
-            port=Port(port, protocol),
+            port=Port(port, protocol, host),
             kind=kind,
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
             name=name if isinstance(name, str) else None,

@@ -199,7 +199,11 @@ class HealthMonitor:
                 tracked.running = False
                 if current and outcome is not None:
                     interval = self._interval_for(port)
-                    more = interval is not None and outcome.result.verdict != "unchecked"
+                    # Not HTTP (or silent): no health check, not asked again until the owner
+                    # changes. Refused: it is stopping; the scan will say so, or ask again.
+                    result = outcome.result
+                    final = result.verdict == "unchecked" and result.health != "refused"
+                    more = interval is not None and not final
                     tracked.due = self._clock() + interval if more and interval else None
                 elif current:
                     interval = self._interval_for(port)

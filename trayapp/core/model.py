@@ -24,13 +24,15 @@ def is_port_number(value: object) -> TypeGuard[int]:
 
 @dataclass(frozen=True, order=True)
 class Port:
-    """One watched port: a number and a transport protocol."""
+    """One watched port: a number and a transport protocol; on another machine also the remote
+    entry's title (host:port or its URL, core/remote.py). Scanners only ever get local ones."""
 
     number: int
     protocol: ProtocolName = "tcp"
+    host: str = ""
 
     def __str__(self) -> str:
-        return f"{self.number}/{self.protocol}"
+        return self.host or f"{self.number}/{self.protocol}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -35,12 +36,13 @@ Health = Literal[
     "not-http",
     "no-answer",
     "error",
+    "refused",  # nothing accepts connections: the port stopped between the scan and the check
     "skipped",
 ]
 Verdict = Literal["healthy", "unhealthy", "unchecked"]
 # Everything but a working answer and "not looked at" (a service that is not HTTP counts only
 # where HTTP was expected: see ProbeResult.verdict).
-UNHEALTHY: frozenset[Health] = frozenset(get_args(Health)) - {"ok", "http", "skipped"}
+UNHEALTHY: frozenset[Health] = frozenset(get_args(Health)) - {"ok", "http", "refused", "skipped"}
 BLUESKY_HINTS = ("bluesky_httpserver", "bluesky-httpserver", "start-bluesky-httpserver")
 BLUESKY_PORTS = frozenset({60610})
 MAX_BODY = 64 * 1024
@@ -72,7 +74,7 @@ class ProbeResult:
 
     @property
     def verdict(self) -> Verdict:
-        if self.health == "skipped":
+        if self.health in ("skipped", "refused"):
             return "unchecked"
         if self.health in ("not-http", "no-answer") and not self.expected_http:
             return "unchecked"
@@ -93,6 +95,7 @@ class ProbeResult:
             "not-http": "not HTTP" if self.expected_http else "no health check",
             "no-answer": "not answering" if self.expected_http else "no health check",
             "skipped": "not checked",
+            "refused": "not accepting connections",
         }.get(self.health, "check failed")
 
     def to_json(self) -> dict[str, Any]:
@@ -153,43 +156,51 @@ class _Answer:
     truncated: bool = False
 
 
-def _get(
-    host: str,
-    port: int,
-    path: str,
-    timeout: float,
-    api_key: str | None,
-    limit: int = MAX_BODY,
-) -> _Answer:
-    """One GET, bounded by `timeout` as a whole: the socket timeout alone limits each read,
-    so a server trickling a byte at a time could hold the probe for ever."""
-    host = require_loopback(host)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    headers = {"User-Agent": "portwatch-probe", "Accept": "*/*", "Connection": "close"}
-    if api_key:
-        headers["Authorization"] = f"ApiKey {api_key}"
-    deadline = time.monotonic() + timeout
-    alarm = _WATCHDOG.arm(deadline, conn)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        body = response.read(limit + 1)
-        length = response.getheader("Content-Length", "")
-        if length.isdigit() and len(body) < min(int(length), limit + 1):
-            raise http.client.IncompleteRead(body, int(length) - len(body))
-        return _Answer(
-            response.status,
-            {k.lower(): v for k, v in response.getheaders()},
-            body[:limit],
-            truncated=len(body) > limit,
-        )
-    except (OSError, http.client.HTTPException):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"no complete answer within {timeout:g} s") from None
-        raise
-    finally:
-        _WATCHDOG.disarm(alarm)
-        conn.close()
+class Endpoint:
+    """Where the HTTP requests of one probe go. This one: a loopback address; the remote
+    entries' endpoint (core/remote.py) adds TLS and a path prefix, to the host the user typed."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = require_loopback(host)
+        self.port = port
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def url_path(self, path: str) -> str:
+        return path
+
+    def get(self, path: str, timeout: float, api_key: str | None, limit: int = MAX_BODY) -> _Answer:
+        """One GET, bounded by `timeout` as a whole: the socket timeout alone limits each read,
+        so a server trickling a byte at a time could hold the probe for ever."""
+        conn = self.connection(timeout)
+        headers = {"User-Agent": "portwatch-probe", "Accept": "*/*", "Connection": "close"}
+        if api_key:
+            headers["Authorization"] = f"ApiKey {api_key}"
+        deadline = time.monotonic() + timeout
+        alarm = _WATCHDOG.arm(deadline, conn)
+        try:
+            conn.request("GET", self.url_path(path), headers=headers)
+            response = conn.getresponse()
+            body = response.read(limit + 1)
+            length = response.getheader("Content-Length", "")
+            if length.isdigit() and len(body) < min(int(length), limit + 1):
+                raise http.client.IncompleteRead(body, int(length) - len(body))
+            return _Answer(
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                body[:limit],
+                truncated=len(body) > limit,
+            )
+        except ssl.SSLCertVerificationError:
+            raise  # a verdict on the certificate, not a slow server
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no complete answer within {timeout:g} s") from None
+            raise
+        finally:
+            _WATCHDOG.disarm(alarm)
+            conn.close()
 
 
 def _abort(conn: http.client.HTTPConnection) -> None:
@@ -256,13 +267,33 @@ def probe(
     bluesky: True when the owner is known to be bluesky-httpserver, None to find out from
     its public /openapi.json (an owner hidden from us, or a renamed program). root=False
     skips `GET /` for a server already known to be a Bluesky server."""
-    host = require_loopback(host)
     key = api_key if isinstance(api_key, KeyChoice) else KeyChoice.from_settings(api_key)
+    return probe_endpoint(
+        Endpoint(host, port),
+        key,
+        timeout=timeout,
+        bluesky=bluesky,
+        expected_http=expected_http,
+        root=root,
+    )
+
+
+def probe_endpoint(
+    endpoint: Endpoint,
+    key: KeyChoice,
+    *,
+    timeout: float = 1.0,
+    bluesky: bool | None = False,
+    expected_http: bool = True,
+    root: bool = True,
+) -> ProbeResult:
+    """probe() for any endpoint: the loopback one, or a remote entry's (core/remote.py)."""
+    port, host = endpoint.port, endpoint.host
     if bluesky and not root:
         # Known to be a Bluesky server: its status alone answers (one request, not two).
-        return _bluesky(port, host, key, None, "", None, None)
+        return _bluesky(endpoint, key, None, "", None, None)
     try:
-        answer = _get(host, port, "/", timeout, api_key=None)
+        answer = endpoint.get("/", timeout, api_key=None)
     except TimeoutError:
         return ProbeResult(
             port,
@@ -272,7 +303,14 @@ def probe(
             expected_http=expected_http or bool(bluesky),
         )
     except ConnectionRefusedError:
-        return ProbeResult(port, host, "error", "connection refused")
+        # Said by the scan, not here: a stop is not a sick service.
+        return ProbeResult(port, host, "refused", "connection refused")
+    except ssl.SSLCertVerificationError as exc:
+        return ProbeResult(
+            port, host, "error", f"certificate not trusted: {exc.verify_message or exc.reason}"
+        )
+    except ssl.SSLError as exc:
+        return ProbeResult(port, host, "error", f"TLS failed: {exc.reason or exc}")
     except (http.client.HTTPException, ConnectionError, UnicodeError):
         return ProbeResult(
             port,
@@ -289,19 +327,19 @@ def probe(
     if title:
         base += f', "{title}"'
     if bluesky is None:
-        bluesky = _openapi_title(host, port, timeout) == OPENAPI_TITLE
+        bluesky = _openapi_title(endpoint, timeout) == OPENAPI_TITLE
     if not bluesky:
         health: Health = "server-error" if answer.status >= 500 else "http"
         return ProbeResult(
             port, host, health, base, status=answer.status, server=server, title=title
         )
-    return _bluesky(port, host, key, answer.status, base, server, title)
+    return _bluesky(endpoint, key, answer.status, base, server, title)
 
 
-def _openapi_title(host: str, port: int, timeout: float) -> str | None:
+def _openapi_title(endpoint: Endpoint, timeout: float) -> str | None:
     """FastAPI's schema names the application, and needs no credentials."""
     try:
-        answer = _get(host, port, "/openapi.json", timeout, api_key=None)
+        answer = endpoint.get("/openapi.json", timeout, api_key=None)
     except (OSError, http.client.HTTPException, UnicodeError):
         return None
     if answer.status != 200:
@@ -319,14 +357,15 @@ def _title(body: bytes) -> str | None:
 
 
 def _bluesky(
-    port: int,
-    host: str,
+    endpoint: Endpoint,
     key: KeyChoice,
     root_status: int | None,
     base: str,
     server: str | None,
     title: str | None,
 ) -> ProbeResult:
+    port, host = endpoint.port, endpoint.host
+
     def result(health: Health, summary: str, **extra: Any) -> ProbeResult:
         return ProbeResult(
             port,
@@ -344,12 +383,14 @@ def _bluesky(
         # Never put the key (or an error quoting it) into a result, a log or the screen.
         return result("needs-key", f"Bluesky HTTP server up; {key.problem}")
     try:
-        answer = _get(host, port, "/api/status", STATUS_TIMEOUT, key.key)
+        answer = endpoint.get("/api/status", STATUS_TIMEOUT, key.key)
     except TimeoutError:
         return result(
             "manager-unreachable",
             f"HTTP server up, RE Manager not answering (no status in {STATUS_TIMEOUT:g} s)",
         )
+    except ConnectionRefusedError:
+        return ProbeResult(port, host, "refused", "connection refused")
     except http.client.IncompleteRead:
         return result("error", "HTTP server up, /api/status answer cut short")
     except (http.client.HTTPException, OSError) as exc:
@@ -406,8 +447,14 @@ def fetch_history(
     port: int, host: str, api_key: str | None, timeout: float = STATUS_TIMEOUT
 ) -> list[HistoryItem] | str:
     """The plan history of a Bluesky server, oldest first, or why it could not be read."""
+    return history_from(Endpoint(host, port), api_key, timeout)
+
+
+def history_from(
+    endpoint: Endpoint, api_key: str | None, timeout: float = STATUS_TIMEOUT
+) -> list[HistoryItem] | str:
     try:
-        answer = _get(host, port, "/api/history/get", timeout, api_key, limit=MAX_HISTORY_BODY)
+        answer = endpoint.get("/api/history/get", timeout, api_key, limit=MAX_HISTORY_BODY)
     except TimeoutError:
         return f"no history within {timeout:g} s"
     except (http.client.HTTPException, OSError, UnicodeError) as exc:

@@ -245,4 +245,5 @@ def event_text(event: Event) -> str:
     elif event.username:
         who = f" {hidden_hint(who_text(event.username, None))}"
     where = f" on {', '.join(event.addresses)}" if event.addresses else ""
-    return f"{local_time(event.time)}  {event.port}  {event.kind}{who}{where}"
+    why = f": {event.detail}" if event.detail else ""  # a remote port: why it went down
+    return f"{local_time(event.time)}  {event.port}  {event.kind}{who}{where}{why}"

@@ -124,7 +124,21 @@ def run_check(
         memory.speaks_http = True
         memory.bluesky = result.bluesky_server
     previous = memory.health
-    memory.health = result.health
+    if result.health != "refused":  # a stop in progress is no change of health
+        memory.health = result.health
+    notices, problem = queue_news(result, memory, previous, key, history)
+    return CheckOutcome(result, previous, tuple(notices), problem)
+
+
+def queue_news(
+    result: ProbeResult,
+    memory: ServiceMemory,
+    previous: str | None,
+    key: KeyChoice,
+    history: Callable[[int, str, str | None], Any],
+) -> tuple[list[Notice], str | None]:
+    """A Bluesky server's news since the last look (a run paused, a plan aborted, ...), and a
+    part of it that could not be read; `memory` moves on. Local and remote checks share it."""
     notices: list[Notice] = []
     problem = None
     if result.queue is not None:
@@ -134,7 +148,7 @@ def run_check(
         seen_before = memory.queue if previous in ("ok", "environment-failed") else None
         notices.extend(status_notices(seen_before, result.queue))
         memory.queue = result.queue
-    return CheckOutcome(result, previous, tuple(notices), problem)
+    return notices, problem
 
 
 def _read_history(

@@ -13,6 +13,8 @@ from trayapp.core import report
 from trayapp.core.events import Event
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.remote import RemoteCheck
+from trayapp.core.remote_monitor import port_of
 from trayapp.core.services import label_for
 
 # all: every watched port listens (and is healthy where checked); some / none: some or none
@@ -29,25 +31,34 @@ ICON_MEANING: dict[IconState, str] = {
 
 
 def port_label(config: cfg.Config, port: Port) -> str:
-    """The label the user gave the port, else the usual name of what listens there."""
-    entry = config.watched(port)
-    if entry and entry.label:
-        return entry.label
-    return label_for(port.number, port.protocol) or ""
+    """The label the user gave the port (or the entry for another machine), else the usual
+    name of what listens there."""
+    label = ""
+    if port.host:
+        remote = next((e for e in config.remotes if port_of(e.target) == port), None)
+        label = remote.label if remote is not None else ""
+    else:
+        entry = config.watched(port)
+        label = entry.label if entry else ""
+    return label or label_for(port.number, port.protocol) or ""
 
 
 def port_title(config: cfg.Config, port: Port) -> str:
-    """'60610 Bluesky Queue Server (HTTP API)': menus, notifications, windows."""
+    """'60610 Bluesky Queue Server (HTTP API)', or for another machine 'srv1:60610 ...':
+    menus, notifications, windows."""
     label = port_label(config, port)
-    return f"{port.number} {label}" if label else str(port.number)
+    where = port.host or str(port.number)
+    return f"{where} {label}" if label else where
 
 
 def overall_state(
     snapshot: Snapshot | None,
     failed: bool,
     health: Mapping[Port, ProbeResult] | None = None,
+    remote: Sequence[RemoteCheck] = (),
 ) -> IconState:
-    """The worst port decides: a failed scan, then a sick service, then what listens."""
+    """The worst port decides: a failed scan, then a sick service, then what listens. Entries
+    on other machines count like local ports (`remote`: their last checks)."""
     if failed or snapshot is None:
         return "trouble"
     health = health or {}
@@ -55,7 +66,9 @@ def overall_state(
         result = health.get(state.port)
         if state.listening and result is not None and result.verdict == "unhealthy":
             return "unhealthy"
-    listening = [state.listening for state in snapshot.states]
+    if any(check.verdict == "unhealthy" for check in remote):
+        return "unhealthy"
+    listening = [state.listening for state in snapshot.states] + [c.up for c in remote]
     if listening and all(listening):
         return "all"
     return "some" if any(listening) else "none"
@@ -77,6 +90,21 @@ def port_status(
         return "unknown (cannot scan)" if failed else "checking..."
     text = report.summary(state)
     if probe is not None and state.listening:
+        text += f" ({probe.summary})" if long else f" [{probe.short}]"
+    return text
+
+
+def remote_status(check: RemoteCheck | None, *, paused: bool = False, long: bool = False) -> str:
+    """A remote entry's words: 'listening on 10.0.0.5 [RE Manager idle]', or why it is down."""
+    if paused:
+        return "paused"
+    if check is None:
+        return "checking..."
+    if not check.up:
+        return check.reach.text
+    text = f"listening on {check.reach.address}" if check.reach.address else "listening"
+    probe = check.result
+    if probe is not None and probe.verdict != "unchecked":
         text += f" ({probe.summary})" if long else f" [{probe.short}]"
     return text
 
@@ -105,6 +133,12 @@ def notification_text(event: Event, title: str) -> tuple[str, str]:
     'now listening: uvicorn (pid 4242, user alice)'."""
     if event.kind in ("unhealthy", "healthy", "service"):
         body = event.detail or event.code or event.kind
+    elif event.port.host:  # another machine: no process to name, the address and why
+        where = f" on {', '.join(event.addresses)}" if event.addresses else ""
+        body = {
+            "started": f"now listening{where}",
+            "stopped": f"down: {event.detail or 'no longer answers'}",
+        }.get(event.kind, event.kind)
     else:
         body = {
             "started": f"now listening: {who(event)}",
@@ -121,6 +155,8 @@ def wants_notification(config: cfg.Config, event: Event) -> bool:
     Ports given on the command line (not in Settings) notify on every change."""
     if not config.notifications:
         return False
+    if event.port.host:
+        return not any(r.muted and r.target.title == event.port.host for r in config.remotes)
     entry = config.watched(event.port)
     if entry is None:
         return True

@@ -118,6 +118,7 @@ def rows(spans_by_port: dict[Port, list[Period]], now: float) -> list[dict[str, 
             "pid": span.event.pid,
             "name": span.event.name,
             "user": span.event.username,
+            "host": span.port.host,  # another machine's entry; "" for this machine's ports
         }
         for span in ordered
     ]
@@ -134,6 +135,7 @@ CSV_FIELDS = (
     "pid",
     "name",
     "user",
+    "host",
 )
 
 

@@ -147,3 +147,9 @@ def terminate_hint(pid: int, os_name: OSName | None = None, *, force: bool = Fal
     if (os_name or current_os()) == "windows":
         return f"taskkill /F /PID {pid}" if force else f"taskkill /PID {pid}"
     return f"kill -9 {pid}" if force else f"kill {pid}"
+
+
+def commands_on_server(port: int, protocol: str = "tcp") -> list[str]:
+    """What to run on another machine to see who holds its port: a Linux server, as beamline
+    servers are (the commands say so when they need sudo)."""
+    return [command for _title, command in check_commands(port, protocol, "linux")]

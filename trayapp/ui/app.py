@@ -30,6 +30,7 @@ from trayapp.ui.instance import InstanceServer, ask_running_instance
 from trayapp.ui.metrics_export import MetricsExporter
 from trayapp.ui.overview import OverviewWindow
 from trayapp.ui.port_window import PortWindow, show_window
+from trayapp.ui.remote_window import RemoteWindow
 from trayapp.ui.settings_dialog import SettingsDialog
 from trayapp.ui.tray import Tray
 
@@ -64,7 +65,7 @@ class PortWatchApp:
         self.controller = controller
         self.tray = Tray(controller)
         self.overview = OverviewWindow(controller)
-        self.port_windows: dict[Port, PortWindow] = {}
+        self.port_windows: dict[Port, QWidget] = {}
         self.history_window: QWidget | None = None
         for source in (self.tray, self.overview):
             source.open_port.connect(self.open_port)
@@ -122,10 +123,15 @@ class PortWatchApp:
     def show_overview(self) -> None:
         show_window(self.overview)
 
-    def open_port(self, port: Port) -> PortWindow:
+    def open_port(self, port: Port) -> QWidget:
         window = self.port_windows.get(port)
         if window is None:
-            window = PortWindow(self.controller, port)
+            # A port on another machine has no local owner to look at: its own window.
+            window = (
+                RemoteWindow(self.controller, port)
+                if port.host
+                else PortWindow(self.controller, port)
+            )
             window.destroyed.connect(lambda _=None, p=port: self.port_windows.pop(p, None))
             self.port_windows[port] = window
         # Opened by a notification click: the server's activation token for that click, if any.

@@ -14,20 +14,42 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal
 
 from trayapp.core import config as cfg
 from trayapp.core.apikey import KeyChoice, choose_key
-from trayapp.core.events import Event
+from trayapp.core.events import LISTEN_KINDS, Event
 from trayapp.core.health_monitor import HealthMonitor
 from trayapp.core.history import EventLog
 from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.remote import RemoteCheck
+from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
+from trayapp.core.remote_report import key_for as remote_key_for
 from trayapp.core.scanning import Scanner
 from trayapp.core.service_check import CheckOutcome, ServiceStore
 from trayapp.core.services import label_for
-from trayapp.core.status import IconState, overall_state, port_label, port_title
+from trayapp.core.status import (
+    IconState,
+    health_notification,
+    overall_state,
+    port_label,
+    port_title,
+)
 from trayapp.core.writeback import HistoryWriter
 from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
 
 log = logging.getLogger(__name__)
+
+
+def remote_notifications(check: RemoteCheck, events: list[Event]) -> list[Event]:
+    """What a remote check tells the user: its starts and stops, and its health and queue
+    news in one notification, worded as for a port of this machine."""
+    shown = [event for event in events if event.kind in LISTEN_KINDS]
+    news = next((e.kind for e in events if e.kind in ("healthy", "unhealthy")), None)
+    notices = [e.detail or e.code or "" for e in events if e.kind == "service"]
+    if check.result is not None and (news or notices):
+        event = health_notification(port_of(check.target), check.result, news, notices)
+        if event is not None:
+            shown.append(event)
+    return shown
 
 
 class Controller(QObject):
@@ -50,6 +72,7 @@ class Controller(QObject):
     _terminate = Signal(int, object, bool)
     _probe = Signal(object, object)
     _checked = Signal(object, object, object)  # from the health pool: Port, PortState, outcome
+    _remote_checked = Signal(object, list)  # from a remote entry's thread: RemoteCheck, events
 
     def __init__(
         self,
@@ -83,6 +106,9 @@ class Controller(QObject):
         self._threads: list[QThread] = []
         self._store = service_store
         self.health: HealthMonitor | None = None
+        # Entries on other machines: their last check, keyed by the Port carrying their title.
+        self.remote_checks: dict[Port, RemoteCheck] = {}
+        self._remote: RemoteMonitor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +125,8 @@ class Controller(QObject):
         self._probe.connect(self._actions.probe)
         self._actions.probed.connect(self._on_probed)
         self._checked.connect(self._on_checked)
+        self._remote_checked.connect(self._on_remote_checked)
+        self._start_remote()
         # Checks report from pool threads; the signal queues them to the GUI thread.
         self.health = HealthMonitor(
             lambda port, state, outcome: self._checked.emit(port, state, outcome),
@@ -112,7 +140,28 @@ class Controller(QObject):
             start_thread(self._actions, "portwatch-actions"),
         ]
 
+    def _start_remote(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+        entries = [
+            RemoteEntry(
+                entry.target,
+                entry.interval,
+                entry.remote_settings(remote_key_for(entry.target, entry.api_key)),
+            )
+            for entry in self.config.remotes
+        ]
+        kept = {port_of(entry.target) for entry in entries}
+        self.remote_checks = {p: c for p, c in self.remote_checks.items() if p in kept}
+        # Each entry on a thread of its own: a dead host never holds the GUI or the scans.
+        self._remote = RemoteMonitor(
+            entries, lambda check, events: self._remote_checked.emit(check, events)
+        )
+
     def stop(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         if self.health is not None:
             self.health.close()
             self.health = None
@@ -133,6 +182,12 @@ class Controller(QObject):
     # -- what views read -------------------------------------------------------------------
     def ports(self) -> list[Port]:
         return [entry.port for entry in self.config.ports] + self.extra_ports
+
+    def remote_ports(self) -> list[Port]:
+        return [port_of(entry.target) for entry in self.config.remotes]
+
+    def remote_check(self, port: Port) -> RemoteCheck | None:
+        return self.remote_checks.get(port)
 
     def label(self, port: Port) -> str:
         return port_label(self.config, port)
@@ -160,7 +215,8 @@ class Controller(QObject):
     def icon_state(self) -> IconState:
         if self.paused:
             return "none" if self.snapshot is None else overall_state(self.snapshot, False)
-        return overall_state(self.snapshot, self.error is not None, self.probes)
+        remote = [self.remote_checks[p] for p in self.remote_ports() if p in self.remote_checks]
+        return overall_state(self.snapshot, self.error is not None, self.probes, remote)
 
     # -- what views ask for ----------------------------------------------------------------
     def inspect(self, port: Port) -> None:
@@ -185,6 +241,11 @@ class Controller(QObject):
         self._set_ports.emit([] if paused else self.ports())
         if self.health is not None:
             self.health.set_paused(paused)
+        if paused and self._remote is not None:
+            self._remote.close()  # other machines are not asked either while paused
+            self._remote = None
+        elif not paused and self._threads and self._remote is None:
+            self._start_remote()
         self.paused_changed.emit(paused)
 
     def watch(self, port: Port, label: str = "") -> None:
@@ -209,6 +270,8 @@ class Controller(QObject):
             self._set_interval.emit(config.interval)
         if self.health is not None and config.ports != old.ports:
             self.health.recheck_all()  # a new key or interval takes effect at once
+        if self._threads and not self.paused and config.remotes != old.remotes:
+            self._start_remote()
         self.config_changed.emit()
 
     # -- from the worker -------------------------------------------------------------------
@@ -268,6 +331,19 @@ class Controller(QObject):
             log.info("%s health %s: %s", port, result.health, result.summary)
         self.probes[port] = result
         self.probed.emit(port, result, outcome)
+
+    def _on_remote_checked(self, check: RemoteCheck, events: list[Event]) -> None:
+        port = port_of(check.target)
+        if port not in self.remote_ports() or self.paused:
+            return  # removed in Settings while it was checked, or paused: stale
+        before = self.remote_checks.get(port)
+        self.remote_checks[port] = check
+        if events:
+            if self._history is not None:
+                self._history.write(events)
+            self._on_events(remote_notifications(check, events))
+        if before is None or before.line != check.line:
+            self.changed.emit()
 
     def _on_probed(self, port: Port, result: ProbeResult) -> None:
         state = self.state(port)

@@ -33,6 +33,7 @@ from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, format_ports, parse_ports
 from trayapp.platforms.autostart import Autostart, AutostartError, default_command
 from trayapp.ui.controller import Controller
+from trayapp.ui.remote_settings import RemoteEntries
 
 log = logging.getLogger(__name__)
 PORT, LABEL, ON_START, ON_STOP, MUTED, HEALTH, API_KEY = range(7)
@@ -60,7 +61,8 @@ def key_source_note() -> str:
         return f"Ports without a key here use the key from {inherited.origin}."
     return (
         f"A Bluesky server asks for an API key: give it here, or set {ENV_KEY} or "
-        f"{ENV_KEYFILE} as for the other Bluesky tools. Keys are only sent to this machine."
+        f"{ENV_KEYFILE} as for the other Bluesky tools. Keys in this table are only sent to this "
+        "machine."
     )
 
 
@@ -77,7 +79,7 @@ class SettingsDialog(QDialog):
         self.controller = controller
         self.autostart = autostart
         self.setWindowTitle("Port Watch Settings")
-        self.resize(760, 460)
+        self.resize(760, 620)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Watched ports (a range like 8000-8010 adds one row per port):"))
         self.table = QTableWidget(0, len(HEADERS))
@@ -104,6 +106,8 @@ class SettingsDialog(QDialog):
         self.key_note.setObjectName("key_note")
         self.key_note.setWordWrap(True)
         layout.addWidget(self.key_note)
+        self.remotes = RemoteEntries(controller.config.remotes, self.validate)
+        layout.addWidget(self.remotes)
 
         form = QFormLayout()
         self.inputs: dict[str, QDoubleSpinBox | QCheckBox | QLineEdit] = {}
@@ -256,16 +260,17 @@ class SettingsDialog(QDialog):
 
     def validate(self) -> bool:
         _entries, problem = self.entries()
-        problem = problem or self.textfile_problem()
+        problem = problem or self.remotes.entries()[1] or self.textfile_problem()
         self.error.setText(problem or "")
         self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(problem is None)
         return problem is None
 
     def new_config(self) -> cfg.Config:
         entries, problem = self.entries()
-        if problem:
-            raise ValueError(problem)
-        values: dict[str, object] = {}
+        remotes, remote_problem = self.remotes.entries()
+        if problem or remote_problem:
+            raise ValueError(problem or remote_problem)
+        values: dict[str, object] = {"remotes": tuple(remotes)}
         for key, widget in self.inputs.items():
             if isinstance(widget, QCheckBox):
                 values[key] = widget.isChecked()

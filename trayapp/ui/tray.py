@@ -107,9 +107,17 @@ class Tray(QObject):
             self.controller.error or "",
             *write_problem_lines(self.controller.write_problems),
             *map(self.port_line, self.controller.ports()),
+            *map(self.port_line, self.controller.remote_ports()),
         ]
 
     def port_line(self, port: Port, *, long_health: bool = False) -> str:
+        if port.host:
+            text = status.remote_status(
+                self.controller.remote_check(port),
+                paused=self.controller.paused,
+                long=long_health,
+            )
+            return f"{self.controller.title(port)}: {text}"
         text = status.port_status(
             self.controller.state(port),
             self.controller.probes.get(port),
@@ -125,6 +133,7 @@ class Tray(QObject):
             lines.append(f"Cannot scan: {self.controller.error}")
         lines.extend(write_problem_lines(self.controller.write_problems))
         lines.extend(self.port_line(p, long_health=True) for p in self.controller.ports())
+        lines.extend(self.port_line(p, long_health=True) for p in self.controller.remote_ports())
         return "\n".join(lines)
 
     # -- menu ------------------------------------------------------------------------------
@@ -137,7 +146,7 @@ class Tray(QObject):
             menu.addAction(f"Cannot scan: {self.controller.error}").setEnabled(False)
         for line in write_problem_lines(self.controller.write_problems):
             menu.addAction(line).setEnabled(False)
-        ports = self.controller.ports()
+        ports = self.controller.ports() + self.controller.remote_ports()
         if not ports:
             menu.addAction("No ports watched").setEnabled(False)
         for port in ports:

@@ -1,0 +1,728 @@
+"""Remote entries: a service on another machine, watched from here.
+
+The other machine is a network namespace behind a veth pair (tests/netns.py) with real servers
+in it: http.server, a plain TCP listener, an HTTPS server with a certificate from a CA made here
+(openssl), and the real Bluesky stack (Redis, RE Manager, bluesky-httpserver) bound to the
+namespace's address. Needs root (skipped without, a failure under CI=true). No packet leaves
+this machine: the namespace has no route beyond the pair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.netns import OtherMachine, other_machine, stop
+from tests.support import missing_part
+from trayapp.core import config as cfg
+from trayapp.core.apikey import KeyChoice
+from trayapp.core.events import Event
+from trayapp.core.remote import (
+    RemoteCheck,
+    RemoteSettings,
+    RemoteSpecError,
+    RemoteTarget,
+    check_remote,
+    looks_remote,
+    parse_remote,
+    reach,
+)
+from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
+from trayapp.core.remote_report import key_for, suggested_target
+
+pytestmark = pytest.mark.linux("network namespaces and ip netns are Linux only")
+
+HTTP_PORT, TCP_PORT, TLS_PORT, CLOSED_PORT = 8000, 7000, 8443, 7001
+TCP_SERVER = (
+    "import socket,sys,time\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()\n"
+    "while True:\n    c,_=s.accept(); c.close()\n"
+)
+TLS_SERVER = (
+    "import http.server,ssl,sys\n"
+    "srv=http.server.HTTPServer((sys.argv[1], int(sys.argv[2])),"
+    " http.server.SimpleHTTPRequestHandler)\n"
+    "ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[3], sys.argv[4])\n"
+    "srv.socket=ctx.wrap_socket(srv.socket, server_side=True)\n"
+    "srv.serve_forever()\n"
+)
+
+
+# -- what people type ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "title"),
+    [
+        ("xf11id-srv1:60610", RemoteTarget("xf11id-srv1", 60610), "xf11id-srv1:60610"),
+        ("10.0.0.5:60610", RemoteTarget("10.0.0.5", 60610), "10.0.0.5:60610"),
+        ("[fd00::5]:60610", RemoteTarget("fd00::5", 60610), "[fd00::5]:60610"),
+        ("http://Host:60610/", RemoteTarget("host", 60610, "http"), "http://host:60610"),
+        (
+            "https://host/qserver",
+            RemoteTarget("host", 443, "https", "/qserver"),
+            "https://host/qserver",
+        ),
+        (
+            "https://[fd00::5]:8443",
+            RemoteTarget("fd00::5", 8443, "https"),
+            "https://[fd00::5]:8443",
+        ),
+    ],
+)
+def test_remote_entries_as_typed(text: str, target: RemoteTarget, title: str) -> None:
+    assert looks_remote(text)
+    parsed = parse_remote(text)
+    assert parsed == target
+    assert parsed.title == title
+    assert parse_remote(parsed.title) == parsed  # what is saved reads back the same
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("host:", "bad port"),
+        ("host:0", "bad port"),
+        ("host:70000", "bad port"),
+        ("host:60610x", "bad port"),
+        ("fd00::5:60610", "IPv6 address in brackets"),
+        ("[nothost]:60610", "not an IPv6 address"),
+        ("bad_host!:60610", "not a host name"),
+        ("ftp://host:21", "only http:// and https://"),
+        ("http://user:pw@host:60610", "user name or password"),
+        ("http://host:60610/?x=1", "with ? or #"),
+        ("http://:60610", "no host"),
+        ("host name:60610", "not a host and port"),
+        ("999.1.1.1:80", "not an IP address"),
+    ],
+)
+def test_bad_remote_entries_say_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(RemoteSpecError) as caught:
+        parse_remote(text)
+    message = str(caught.value)
+    assert says in message and "\n" not in message
+
+
+def test_local_specs_are_not_taken_for_hosts() -> None:
+    for text in ("60610", "60610/tcp", "8000-8010", "5353/udp"):
+        assert not looks_remote(text)
+
+
+def test_remote_entries_in_config_json(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "remotes": [
+                    {
+                        "target": "https://beamline.example/qserver",
+                        "label": "QS",
+                        "api_key": "k3y",
+                        "ca_file": "/etc/lab-ca.pem",
+                        "interval": 15,
+                    },
+                    {"target": "beamline:60610", "allow_plain_key": True, "api_key": "a b"},
+                    {"target": "beamline:60610"},
+                    {"target": "ftp://x"},
+                    {"target": 5},
+                ]
+            }
+        )
+    )
+    result = cfg.load(path)
+    remotes = result.config.remotes
+    assert [r.target.title for r in remotes] == [
+        "https://beamline.example/qserver",
+        "beamline:60610",
+    ]
+    first, second = remotes
+    assert (first.label, first.api_key, first.ca_file, first.interval) == (
+        "QS",
+        "k3y",
+        "/etc/lab-ca.pem",
+        15.0,
+    )
+    assert second.allow_plain_key and second.api_key is None
+    text = " ".join(result.problems)
+    assert "API key of beamline:60610 dropped" in text
+    assert "a duplicate of beamline:60610" in text
+    assert "only http:// and https://" in text and "'target' must be text" in text
+    # The repaired file was written back; it loads clean and keeps every valid part.
+    again = cfg.load(path)
+    assert again.problems == [] and again.config.remotes == remotes
+
+
+def test_the_bluesky_environment_is_suggested_and_its_key_goes_only_there() -> None:
+    env = {
+        "QSERVER_HTTP_SERVER_URI": "http://xf11id-srv1:60610",
+        "QSERVER_HTTP_SERVER_API_KEY": "envkey",
+    }
+    target = suggested_target(env)
+    assert target == RemoteTarget("xf11id-srv1", 60610, "http")
+    assert key_for(target, None, env).key == "envkey"
+    assert key_for(RemoteTarget("elsewhere", 60610, "http"), None, env).key is None
+    assert key_for(RemoteTarget("elsewhere", 60610), "own", env).key == "own"
+    assert suggested_target({"QSERVER_HTTP_SERVER_URI": "http://localhost:60610"}) is None
+    assert suggested_target({"QSERVER_HTTP_SERVER_URI": "not a url"}) is None
+
+
+def test_a_key_over_plain_http_needs_the_users_agreement() -> None:
+    key = KeyChoice("k3y", "Settings")
+    plain = RemoteTarget("beamline", 60610, "http")
+    held, why = RemoteSettings(key).key_for(plain)
+    assert held.key is None and why is not None and "unencrypted" in why
+    assert RemoteSettings(key, allow_plain_key=True).key_for(plain)[0].key == "k3y"
+    assert RemoteSettings(key).key_for(RemoteTarget("beamline", 443, "https"))[0].key == "k3y"
+    assert RemoteSettings(key).key_for(RemoteTarget("127.0.0.1", 60610, "http"))[0].key == "k3y"
+
+
+def test_a_name_under_invalid_is_not_found_without_asking_dns() -> None:
+    started = time.monotonic()
+    result = reach(parse_remote("beamline.invalid:60610"))
+    assert not result.up and result.code == "name-not-found"
+    assert result.text == "name not found: beamline.invalid"
+    assert time.monotonic() - started < 0.5
+
+
+# -- on the other machine --------------------------------------------------------------------
+
+
+def portwatch(
+    *args: str, home: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trayapp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("QSERVER_")},
+            "PORTWATCH_HOME": str(home),
+            **(env or {}),
+        },
+    )
+
+
+def _make_ca(folder: Path, address: str) -> tuple[Path, Path, Path]:
+    if shutil.which("openssl") is None:
+        missing_part("needs openssl (Debian package openssl)")
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60)
+
+    ca_key, ca, key, csr, cert = (
+        folder / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem")
+    )
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Port Watch test lab CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        f"/CN={address}",
+    )
+    ext = folder / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{address}\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return ca, cert, key
+
+
+class Lab:
+    def __init__(self, machine: OtherMachine, folder: Path, ca: Path, tcp: subprocess.Popen[bytes]):
+        self.machine = machine
+        self.folder = folder
+        self.ca = ca
+        self.tcp = tcp
+
+    @property
+    def address(self) -> str:
+        return self.machine.address
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    folder = tmp_path_factory.mktemp("lab")
+    with other_machine() as machine:
+        address = machine.address
+        ca, cert, key = _make_ca(folder, address)
+        site = folder / "site"
+        site.mkdir()
+        (site / "index.html").write_text("<title>Beamline notes</title>")
+        machine.run(
+            [sys.executable, "-m", "http.server", "--bind", address, str(HTTP_PORT)],
+            folder / "http.log",
+            cwd=site,
+        )
+        tcp = machine.run(
+            [sys.executable, "-c", TCP_SERVER, address, str(TCP_PORT)], folder / "tcp.log"
+        )
+        machine.run(
+            [sys.executable, "-c", TLS_SERVER, address, str(TLS_PORT), str(cert), str(key)],
+            folder / "tls.log",
+            cwd=site,
+        )
+        for port in (HTTP_PORT, TCP_PORT, TLS_PORT):
+            machine.wait_listening(port)
+        yield Lab(machine, folder, ca, tcp)
+
+
+def test_up_refused_and_its_words(lab: Lab) -> None:
+    up = check_remote(parse_remote(f"http://{lab.address}:{HTTP_PORT}"))
+    assert up.up and up.reach.address == lab.address
+    assert up.result is not None and up.result.health == "http"
+    assert up.result.title == "Beamline notes" and up.verdict == "healthy"
+    plain = check_remote(parse_remote(f"{lab.address}:{TCP_PORT}"))
+    assert plain.up and plain.result is None and plain.verdict == "unchecked"
+    refused = check_remote(parse_remote(f"{lab.address}:{CLOSED_PORT}"))
+    assert not refused.up and refused.reach.code == "refused"
+    assert refused.line == f"{lab.address}:{CLOSED_PORT}: refused: nothing listens there"
+
+
+def test_black_holed_host_is_said_so_within_the_timeout(lab: Lab) -> None:
+    lab.machine.black_hole()
+    try:
+        started = time.monotonic()
+        result = reach(parse_remote(f"{lab.address}:{HTTP_PORT}"))
+        took = time.monotonic() - started
+    finally:
+        lab.machine.open_again()
+    assert not result.up and result.code == "timeout"
+    assert result.text == "no answer in 2 s: host down or a firewall drops it"
+    assert 1.8 <= took < 3.0
+    assert reach(parse_remote(f"{lab.address}:{HTTP_PORT}")).up  # open again: answers again
+
+
+def test_tls_with_a_lab_ca_is_trusted_only_when_given(lab: Lab) -> None:
+    target = parse_remote(f"https://{lab.address}:{TLS_PORT}")
+    untrusted = check_remote(target)
+    assert untrusted.up and untrusted.result is not None
+    assert untrusted.result.verdict == "unhealthy"
+    assert untrusted.result.summary.startswith("certificate not trusted")
+    trusted = check_remote(target, RemoteSettings(ca_file=str(lab.ca)))
+    assert trusted.result is not None and trusted.result.health == "http", trusted.line
+    assert trusted.result.title == "Beamline notes"
+    wrong = check_remote(target, RemoteSettings(ca_file=str(lab.folder / "nothing.pem")))
+    assert wrong.result is not None and "does not exist" in wrong.result.summary
+
+
+def test_cli_check_says_where_the_process_is(lab: Lab, tmp_path: Path) -> None:
+    spec = f"{lab.address}:{HTTP_PORT}"
+    result = portwatch("check", spec, f"{lab.address}:{CLOSED_PORT}", home=tmp_path)
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert f"{spec}\n  listening (on {lab.address})" in out
+    assert f"{lab.address}:{CLOSED_PORT}\n  down: refused: nothing listens there" in out
+    assert "The process is on another machine" in out
+    assert f"ss -tlnp 'sport = :{HTTP_PORT}'" in out
+    assert "Port 8000: User Ports (registered), ports 1024-49151." in out
+    assert "ephemeral" not in out.lower()  # this machine's range says nothing about that one
+    as_json = json.loads(portwatch("check", "--json", spec, home=tmp_path).stdout)
+    assert as_json[0]["state"] == "listening" and as_json[0]["listeners"] is None
+    assert "os_ephemeral" not in as_json[0]["range"]
+    bad = portwatch("check", "host:99999", home=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert "bad port" in bad.stderr
+    missing = portwatch("check", "beamline.invalid:60610", home=tmp_path)
+    assert missing.returncode == 1 and "down: name not found: beamline.invalid" in missing.stdout
+
+
+def test_cli_check_uses_the_entrys_ca_file_from_settings(lab: Lab, tmp_path: Path) -> None:
+    spec = f"https://{lab.address}:{TLS_PORT}"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps({"remotes": [{"target": spec, "ca_file": str(lab.ca)}]})
+    )
+    result = portwatch("check", spec, home=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "health: healthy: HTTP 200" in result.stdout
+
+
+def test_down_and_up_again_are_events_and_a_dead_host_delays_no_other(
+    lab: Lab, tmp_path: Path
+) -> None:
+    machine = lab.machine
+    log = tmp_path / "tcp2.log"
+    listener = machine.run([sys.executable, "-c", TCP_SERVER, lab.address, "7002"], log)
+    machine.wait_listening(7002)
+    watched = parse_remote(f"{lab.address}:7002")
+    # An address on the pair's subnet that no machine has: a host that is down (no ARP
+    # answer), so every check of it takes its whole 2 s.
+    dead = parse_remote(f"{lab.machine.gateway.rsplit('.', 1)[0]}.99:{HTTP_PORT}")
+    seen: list[tuple[float, str, list[str]]] = []
+    lock = threading.Lock()
+
+    def on_check(check: object, events: list[object]) -> None:
+        with lock:
+            seen.append(
+                (time.monotonic(), str(check.target), [e.kind for e in events])  # type: ignore[attr-defined]
+            )
+
+    try:
+        monitor = RemoteMonitor(
+            [RemoteEntry(watched, 0.2, RemoteSettings()), RemoteEntry(dead, 0.2, RemoteSettings())],
+            on_check,  # type: ignore[arg-type]
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with lock:
+                    if any(t == str(watched) for _when, t, _kinds in seen):
+                        break
+                time.sleep(0.05)
+            stop(listener)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with lock:
+                    if any("stopped" in kinds for _w, t, kinds in seen if t == str(watched)):
+                        break
+                time.sleep(0.05)
+            time.sleep(2.5)
+        finally:
+            monitor.close()
+    finally:
+        stop(listener)
+    ours = [(when, kinds) for when, t, kinds in seen if t == str(watched)]
+    theirs = [when for when, t, _kinds in seen if t == str(dead)]
+    assert ours[0][1] == ["started"]
+    assert ["stopped"] in [kinds for _w, kinds in ours]
+    # Many checks of the live entry while each check of the dead one took 2 s.
+    assert len(ours) >= 4 * max(1, len(theirs)), (len(ours), len(theirs))
+    assert monitor.last[watched].reach.text == "refused: nothing listens there"
+    assert monitor.last[dead].reach.text == "no answer in 2 s: host down or a firewall drops it"
+    assert port_of(watched).host == str(watched)
+
+
+# -- the real Bluesky Queue Server over there ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def remote_bluesky(lab: Lab) -> Iterator[object]:
+    from tests.bluesky_stack import BlueskyStack, missing
+
+    reason = missing()
+    if reason:
+        missing_part(reason)
+    with BlueskyStack(http_port=60610, host=lab.address, netns=lab.machine.name) as stack:
+        stack.wait_status("the RE Manager to be idle", lambda s: s["manager_state"] == "idle")
+        yield stack
+
+
+def test_remote_bluesky_key_only_after_agreeing_to_plain_http(
+    lab: Lab, remote_bluesky: object, tmp_path: Path
+) -> None:
+    from tests.bluesky_stack import API_KEY
+
+    target = parse_remote(f"{lab.address}:60610")
+    key = KeyChoice(API_KEY, "Settings")
+    held = check_remote(target, RemoteSettings(key))
+    assert held.up and held.result is not None and held.result.health == "needs-key"
+    assert "not sent over plain http://" in held.result.summary
+    agreed = check_remote(target, RemoteSettings(key, allow_plain_key=True))
+    assert agreed.result is not None and agreed.result.health == "ok", agreed.line
+    assert agreed.result.queue is not None and agreed.result.queue.manager_state == "idle"
+
+    config = tmp_path / "config"
+    config.mkdir()
+    entry = {"target": str(target), "api_key": API_KEY}
+    (config / "config.json").write_text(json.dumps({"remotes": [entry]}))
+    waited = portwatch("wait", str(target), "--healthy", "--timeout", "4", home=tmp_path)
+    assert waited.returncode == 1 and "not sent over plain http://" in waited.stderr
+    (config / "config.json").write_text(
+        json.dumps({"remotes": [{**entry, "allow_plain_key": True}]})
+    )
+    waited = portwatch("wait", str(target), "--healthy", "--timeout", "20", home=tmp_path)
+    assert waited.returncode == 0, waited.stderr
+    checked = portwatch("check", str(target), home=tmp_path)
+    assert "health: healthy: RE Manager idle" in checked.stdout, checked.stdout
+    assert API_KEY not in checked.stdout + checked.stderr
+
+
+def test_watch_a_remote_bluesky_server_through_an_outage(
+    lab: Lab, remote_bluesky: object, tmp_path: Path
+) -> None:
+    from tests.bluesky_stack import API_KEY
+
+    target = f"{lab.address}:60610"
+    config = tmp_path / "config"
+    config.mkdir()
+    entry = {"target": target, "api_key": API_KEY, "allow_plain_key": True}
+    (config / "config.json").write_text(json.dumps({"remotes": [entry]}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "watch", target, "--health-interval", "2", "--log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PORTWATCH_HOME": str(tmp_path)},
+    )
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    reader.start()
+    try:
+        _wait_for_line(lines, "now " + target + ": healthy: RE Manager idle", 20)
+        lab.machine.black_hole()
+        try:
+            _wait_for_line(lines, "stopped: no answer in 2 s: host down or a firewall drops it", 20)
+        finally:
+            lab.machine.open_again()
+        _wait_for_line(lines, f"{target}  started on {lab.address}", 20)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    events = [
+        json.loads(line) for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()
+    ]
+    assert [e["event"] for e in events if e.get("host") == target][:3] == [
+        "started",
+        "stopped",
+        "started",
+    ]
+    assert API_KEY not in (tmp_path / "data" / "events.jsonl").read_text()
+    history = portwatch("history", "--json", target, home=tmp_path)
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    assert [(r["host"], r["state"]) for r in rows][:3] == [
+        (target, "up"),
+        (target, "down"),
+        (target, "up"),
+    ]
+
+
+def test_a_remote_re_manager_gone_and_back_is_told_like_a_local_one(
+    lab: Lab, remote_bluesky: object
+) -> None:
+    """The last user of the module's stack: its RE Manager is killed and started again."""
+    from tests.bluesky_stack import API_KEY, BlueskyStack
+    from trayapp.ui.controller import remote_notifications
+
+    stack = remote_bluesky
+    assert isinstance(stack, BlueskyStack)
+    target = parse_remote(f"{lab.address}:60610")
+    settings = RemoteSettings(KeyChoice(API_KEY, "Settings"), allow_plain_key=True)
+    seen: list[tuple[RemoteCheck, list[Event]]] = []
+    lock = threading.Lock()
+
+    def on_check(check: RemoteCheck, events: list[Event]) -> None:
+        with lock:
+            seen.append((check, events))
+
+    def first(kind: str) -> tuple[RemoteCheck, list[Event]] | None:
+        with lock:
+            return next((s for s in seen if kind in [e.kind for e in s[1]]), None)
+
+    def wait(kind: str, timeout: float) -> tuple[RemoteCheck, list[Event]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = first(kind)
+            if found is not None:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"no {kind!r} event in {timeout:g} s: {seen!r}")
+
+    monitor = RemoteMonitor([RemoteEntry(target, 1.0, settings)], on_check)
+    try:
+        started = wait("started", 15)
+        assert started[0].result is not None and started[0].result.health == "ok"
+        stack.kill_manager()
+        gone = wait("unhealthy", 20)
+        stack.start_manager()
+        back = wait("healthy", 60)
+    finally:
+        monitor.close()
+    assert [e.code for e in gone[1]] == ["manager-unreachable"]
+    [note] = remote_notifications(*gone)
+    assert note.kind == "unhealthy" and note.port == port_of(target)
+    assert note.detail == "unhealthy: HTTP server up, RE Manager unreachable"
+    [note] = remote_notifications(*back)
+    assert note.detail is not None and note.detail.startswith("healthy again: RE Manager idle")
+
+
+def _wait_for_line(lines: list[str], text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in list(lines)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no line with {text!r} in {timeout:g} s; got {lines!r}")
+
+
+# -- the tray ----------------------------------------------------------------------------------
+
+
+def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    from pytestqt.qtbot import QtBot
+
+    from trayapp.core.history import EventLog
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.remote_window import RemoteWindow
+    from trayapp.ui.tray import Tray
+
+    assert isinstance(qtbot, QtBot)
+    listener = lab.machine.run(
+        [sys.executable, "-c", TCP_SERVER, lab.address, "7003"], tmp_path / "tcp3.log"
+    )
+    lab.machine.wait_listening(7003)
+    plain = parse_remote(f"{lab.address}:7003")
+    web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
+    config = cfg.Config(
+        ports=(),
+        remotes=(
+            cfg.WatchedRemote(plain, interval=2.0),
+            cfg.WatchedRemote(web, label="Notes", interval=2.0),
+        ),
+    )
+    log = EventLog(tmp_path / "events.jsonl")
+    controller = Controller(portwatch_home / "config.json", config, create_scanner, event_log=log)
+    controller.start()
+    try:
+        tray = Tray(controller)
+        sent: list[tuple[str, str]] = []
+        tray.send_notification = lambda title, body, _r: sent.append((title, body)) or len(sent)
+        plain_port, web_port = port_of(plain), port_of(web)
+        # Both checked (an entry not checked yet does not count for the icon), and all up.
+        qtbot.waitUntil(
+            lambda: len(controller.remote_checks) == 2 and tray.icon_state == "all", timeout=15000
+        )
+        assert tray.port_line(plain_port) == f"{plain}: listening on {lab.address}"
+        assert tray.port_line(web_port) == (f"{web} Notes: listening on {lab.address} [HTTP 200]")
+        assert f"{web} Notes: listening on {lab.address} (HTTP 200, SimpleHTTP" in tray.tooltip()
+        tray.menu.aboutToShow.emit()
+        texts = [action.text() for action in tray.menu.actions()]
+        assert tray.port_line(plain_port) in texts and tray.port_line(web_port) in texts
+        opened: list[object] = []
+        tray.open_port.connect(opened.append)
+        tray.menu.actions()[texts.index(tray.port_line(web_port))].trigger()
+        assert opened == [web_port]
+        window = RemoteWindow(controller, web_port)
+        text = window.details.toPlainText()
+        assert "The process is on another machine" in text
+        assert f"ss -tlnp 'sport = :{HTTP_PORT}'" in text
+        assert "ephemeral" not in text.lower()
+        window.close()
+        assert sorted(sent) == sorted(
+            [
+                (f"{plain}", f"now listening on {lab.address}"),
+                (f"{web} Notes", f"now listening on {lab.address}"),
+            ]
+        )
+        stop(listener)
+        qtbot.waitUntil(lambda: tray.icon_state == "some", timeout=15000)
+        assert tray.port_line(plain_port) == f"{plain}: refused: nothing listens there"
+        # Within 10 s of its start notification: folded by the flood limit, said at its end.
+        qtbot.waitUntil(lambda: len(sent) == 3, timeout=15000)
+        assert sent[2] == (f"{plain}", "down: refused: nothing listens there")
+        # Paused: no entry is checked, and the lines say so; resumed: checked again at once.
+        controller.set_paused(True)
+        assert tray.port_line(web_port) == f"{web} Notes: paused"
+        controller.remote_checks.clear()
+        qtbot.wait(2500)  # longer than the entries' interval
+        assert controller.remote_checks == {}
+        controller.set_paused(False)
+        qtbot.waitUntil(lambda: web_port in controller.remote_checks, timeout=5000)
+    finally:
+        controller.stop()
+        stop(listener)
+    events = [(e.port.host, e.kind) for e in log.read().events]
+    assert (str(plain), "stopped") in events and (str(web), "started") in events
+
+
+def test_settings_offer_the_bluesky_server_and_say_the_key_rules(
+    qtbot: object, portwatch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox, QLineEdit
+
+    from trayapp.platforms.autostart import XdgAutostart
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui import remote_settings as rs
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.settings_dialog import SettingsDialog
+
+    monkeypatch.setenv("QSERVER_HTTP_SERVER_URI", "http://xf11id-srv1:60610")
+    path = portwatch_home / "config" / "config.json"
+    controller = Controller(path, cfg.Config(ports=()), create_scanner)
+    dialog = SettingsDialog(controller, XdgAutostart(config_home=tmp_path / "xdg"))
+    qtbot.addWidget(dialog)  # type: ignore[attr-defined]
+    table = dialog.remotes.table
+    assert table.rowCount() == 0  # offered, not added by itself
+    button = dialog.remotes.suggest_button
+    assert not button.isHidden()
+    assert button.text() == "Add http://xf11id-srv1:60610 (from QSERVER_HTTP_SERVER_URI)"
+    assert "unencrypted" in dialog.remotes.note.text()
+    button.click()
+    assert table.item(0, rs.TARGET).text() == "http://xf11id-srv1:60610"
+    assert button.isHidden()
+    save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+    dialog.remotes.add_row(None, "xf11id-srv1:99999")
+    assert "Host row 2" in dialog.error.text() and "bad port" in dialog.error.text()
+    assert not save.isEnabled()
+    table.item(1, rs.TARGET).setText("https://xf11id-srv1/qserver")
+    table.item(1, rs.CA).setText(str(tmp_path / "missing.pem"))
+    assert "does not exist" in dialog.error.text() and not save.isEnabled()
+    table.item(1, rs.CA).setText("")
+    key = table.cellWidget(0, rs.KEY)
+    assert isinstance(key, QLineEdit)
+    key.setText("k3y")
+    table.item(0, rs.PLAIN).setCheckState(Qt.CheckState.Checked)
+    assert save.isEnabled(), dialog.error.text()
+    save.click()
+    saved = cfg.load(path).config
+    assert [(r.target.title, r.api_key, r.allow_plain_key) for r in saved.remotes] == [
+        ("http://xf11id-srv1:60610", "k3y", True),
+        ("https://xf11id-srv1/qserver", None, False),
+    ]
+    assert controller.config.remotes == saved.remotes
