@@ -854,8 +854,9 @@ def test_history_command_skips_damaged_lines_and_says_so(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr == f"note: {damaged} damaged lines in the log were skipped\n"
-    shown = [line for line in done.stdout.splitlines() if "8080/tcp" in line and "pid" in line]
-    assert len(shown) == 3 and "pid 102" in shown[-1] and "(ongoing)" in shown[-1]
+    shown = [line for line in done.stdout.splitlines() if "8080/tcp" in line and " for " in line]
+    assert len(shown) == 3 and "pid 101" in shown[0] and "down for 1 h 0 min" in shown[1]
+    assert "pid 102" in shown[-1] and "(ongoing)" in shown[-1]
 
 
 def test_history_json_and_csv_also_say_lines_were_skipped(tmp_path: Path) -> None:

@@ -195,7 +195,8 @@ def test_tray_health_menu_icon_and_notifications(
         finally:
             controller.stop()
     kinds = [e.kind for e in EventLog(tmp_path / "events.jsonl").read().events]
-    assert kinds == ["unhealthy", "healthy", "unhealthy"]
+    assert [k for k in kinds if not k.startswith("watch-")] == ["unhealthy", "healthy", "unhealthy"]
+    assert kinds[0] == "watch-began" and kinds[-1] == "watch-ended"
 
 
 def test_pause_stops_scanning(qtbot: QtBot, controller_for) -> None:
@@ -432,7 +433,7 @@ def test_history_window_lists_exports_and_totals(
     json_path = window.export("json", tmp_path / "h.json")
     assert csv_path and json_path
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("port,protocol,event,state,start,end,duration_s")
+    assert lines[0].startswith("port,protocol,state,start,end,duration_s")
     assert len(lines) == 4
     rows = json.loads(json_path.read_text())
     assert [r["event"] for r in rows] == ["started", "stopped", "started"]

@@ -235,6 +235,15 @@ def state_text(rep: PortReport) -> str:
     return "\n".join(lines)
 
 
+def period_owner_text(pid: int | None, name: str | None, username: str | None) -> str:
+    """' uvicorn (pid 42, user alice)', ' (user bob; process hidden ...)', or ''."""
+    if pid is not None:
+        return f" {name or '?'} (pid {pid}" + (f", user {username})" if username else ")")
+    if username:
+        return f" {hidden_hint(who_text(username, None))}"
+    return ""
+
+
 def event_text(event: Event) -> str:
     if event.kind not in LISTEN_KINDS:
         return f"{local_time(event.time)}  {event.port}  {event.kind}: {event.detail or event.code}"
