@@ -74,6 +74,39 @@ def test_port_window_shows_a_real_servers_pid_and_cmdline(qtbot: QtBot, controll
     window.close()
 
 
+def test_port_window_says_who_can_reach_each_listener(qtbot: QtBot, controller_for) -> None:
+    """A socket on all interfaces and one on loopback, both real, on the same port."""
+    import socket
+
+    port = Port(free_port())
+    controller = controller_for([port])
+    wide = socket.socket(socket.AF_INET6)
+    wide.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    wide.bind(("::", port.number))
+    wide.listen()
+    local = socket.socket()
+    local.bind(("127.0.0.1", port.number))
+    local.listen()
+    try:
+        window = PortWindow(controller, port)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.listeners.topLevelItemCount() == 2, timeout=10000)
+        reach = {
+            window.listeners.topLevelItem(i).text(0): window.listeners.topLevelItem(i).text(3)
+            for i in range(2)
+        }
+        assert reach == {"::": "other machines too", "127.0.0.1": "this machine only"}
+        note = window.exposure_note.text()
+        assert "::: reachable from other machines: bound to all interfaces (::), unless a " in note
+        assert "127.0.0.1: reachable only from this machine (loopback)." in note
+        assert "Warning" not in note  # an ordinary port: nothing to warn about
+        window.close()
+    finally:
+        wide.close()
+        local.close()
+
+
 def test_terminate_asks_then_reports_the_real_outcome(qtbot: QtBot, controller_for) -> None:
     port = Port(free_port())
     controller = controller_for([port])

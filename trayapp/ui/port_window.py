@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp.core import report
+from trayapp.core.exposure import exposure
 from trayapp.core.model import Owner, Port, PortState
 from trayapp.core.probe import ProbeResult
 from trayapp.core.processes import Outcome, refusal
@@ -37,7 +38,12 @@ from trayapp.ui.shortcuts import close_on_escape
 
 log = logging.getLogger(__name__)
 INSPECT_EVERY_MS = 3000
-COLUMNS = ("Address", "Protocol", "IP", "PID", "Process", "User", "Started")
+COLUMNS = ("Address", "Protocol", "IP", "Reachable", "PID", "Process", "User", "Started")
+REACH_WORDS = {
+    "loopback": "this machine only",
+    "all-interfaces": "other machines too",
+    "network": "other machines too",
+}
 
 Ask = Callable[[QWidget, str, str], bool]
 Tell = Callable[[QWidget, str, str], None]
@@ -115,6 +121,10 @@ class PortWindow(QWidget):
         self.listeners.setMaximumHeight(140)  # a few sockets; the details below matter more
         self.listeners.currentItemChanged.connect(self._show_owner)
         layout.addWidget(self.listeners)
+        self.exposure_note = _selectable(QLabel())
+        self.exposure_note.setObjectName("exposure")
+        self.exposure_note.setWordWrap(True)
+        layout.addWidget(self.exposure_note)
 
         owner_box = QGroupBox("Process")
         form = QFormLayout(owner_box)
@@ -296,11 +306,18 @@ class PortWindow(QWidget):
         current = self.listeners.currentIndex().row()
         self.listeners.clear()
         rows: list[tuple[list[str], Owner | None, str | None]] = []
+        notes: dict[str, None] = {}
         for listener in state.listeners if state else ():
+            owner_name = listener.owners[0].full_name if listener.owners else None
+            seen = exposure(listener, owner_name)
+            notes[f"{listener.address}: reachable {seen.text}."] = None
+            if seen.warning:
+                notes[f"Warning: {seen.warning}. To fix, {seen.fix}."] = None
             base = [
                 listener.address,
                 listener.protocol.upper(),
                 report.FAMILY_TEXT[listener.family],
+                REACH_WORDS[seen.reach],
             ]
             if not listener.owners:
                 user = listener.username or (f"uid {listener.uid}" if listener.uid else "?")
@@ -320,6 +337,9 @@ class PortWindow(QWidget):
                         owner.username,
                     )
                 )
+        warn = any(note.startswith("Warning:") for note in notes)
+        self.exposure_note.setText("\n".join(notes))
+        self.exposure_note.setStyleSheet("color: #b45309;" if warn else "")
         for texts, row_owner, row_user in rows:
             item = QTreeWidgetItem(texts)
             item.setData(0, Qt.ItemDataRole.UserRole, (row_owner, row_user))
