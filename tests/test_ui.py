@@ -457,11 +457,26 @@ def test_history_window_lists_exports_and_totals(
     )
     window = HistoryWindow(controller_for([]), log)
     qtbot.addWidget(window)
-    assert window.table.topLevelItemCount() == 4
-    assert "up 1 h 30 min" in window.totals.text() and "down 30 min" in window.totals.text()
+    qtbot.wait(300)
+    assert not window.store.loaded, "the log is read when the window is shown, not before"
+    window.show()
+    qtbot.waitUntil(lambda: window.table.topLevelItemCount() == 4, timeout=10000)
+    text = window.totals.text()
+    assert "up 1 h 30 min, down 30 min 0 s, not watched 2" in text  # 22 h, less a moment
+    assert "up 75.0% of the watched time" in text
+    assert set(window.strips) == {port, Port(8080)}
+    strip = window.strips[port]
+    assert strip.accessibleName() == "Timeline of 60610 Bluesky Queue Server (HTTP API)"
+    assert "now up" in strip.accessibleDescription()
+    # The strip's right end is the running uvicorn, its left end before the first record.
+    assert strip.text_at(strip.width() - 1) is not None
+    assert str(strip.text_at(strip.width() - 1)).startswith("up from ")
+    assert "uvicorn (pid 2" in str(strip.text_at(strip.width() - 1))
+    assert str(strip.text_at(0)).startswith("not watched from ")
     index = window.port_filter.findData(str(port))
     window.port_filter.setCurrentIndex(index)
     assert window.table.topLevelItemCount() == 3
+    assert set(window.strips) == {port}
     csv_path = window.export("csv", tmp_path / "h.csv")
     json_path = window.export("json", tmp_path / "h.json")
     assert csv_path and json_path
@@ -469,8 +484,15 @@ def test_history_window_lists_exports_and_totals(
     assert lines[0].startswith("port,protocol,state,start,end,duration_s")
     assert len(lines) == 4
     rows = json.loads(json_path.read_text())
-    assert [r["event"] for r in rows] == ["started", "stopped", "started"]
+    assert [r["state"] for r in rows] == ["up", "down", "up"]
     assert rows[-1]["end"] is None and rows[0]["duration_s"] == pytest.approx(3600, abs=1)
+    # Incremental: what is appended shows without reading the log again.
+    log.append([Event(time.time(), port, "unhealthy", code="http-5xx", detail="HTTP 503")])
+    window.reload()
+    qtbot.waitUntil(lambda: window.table.topLevelItemCount() == 4, timeout=10000)
+    assert window.table.topLevelItem(0).text(2) == "up but unhealthy"
+    assert "now up but unhealthy" in window.strips[port].accessibleDescription()
+    window.close()
 
 
 def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path: Path) -> None:

@@ -134,34 +134,54 @@ def _owner(event: Event) -> tuple[int | None, str | None, str | None]:
     return (event.pid, event.name, event.username)
 
 
-def periods(events: Iterable[Event]) -> dict[Port, list[Period]]:
-    """Periods in the order the events happened (the log's order, which survives a clock set
-    back; durations are clamped at zero there). A new period begins when the state or the
-    owner changes. The unwatched time after the last "watch-ended" is no period: it has no
-    end, and nothing watches it (`unwatched_since` tells when it began)."""
-    trackers: dict[Port, _PortState] = {}
-    result: dict[Port, list[Period]] = {}
-    for event in events:
-        tracker = trackers.get(event.port)
+class PeriodBuilder:
+    """Builds periods from events given in log order, a batch at a time: a window that shows
+    the history adds what was appended since, without reading the log again."""
+
+    def __init__(self) -> None:
+        self._trackers: dict[Port, _PortState] = {}
+        self._spans: dict[Port, list[Period]] = {}
+
+    def add(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._add(event)
+
+    def _add(self, event: Event) -> None:
+        tracker = self._trackers.get(event.port)
         if tracker is None:
             if event.kind != "watch-began" and event.kind not in LISTEN_KINDS:
-                continue  # says nothing about a state we never saw begin
-            tracker = trackers[event.port] = _PortState()
-        spans = result.setdefault(event.port, [])
+                return  # says nothing about a state we never saw begin
+            tracker = self._trackers[event.port] = _PortState()
+        spans = self._spans.setdefault(event.port, [])
         before = (tracker.state(), tracker.owner) if tracker.seen else None
         tracker.apply(event)
         tracker.seen = True
         after = (tracker.state(), tracker.owner)
         if after == before:
-            continue
+            return
         if spans and spans[-1].end is None:
             spans[-1] = _ended(spans[-1], event.time)
         state, (pid, name, user) = after
         spans.append(Period(event.port, event.time, None, state, event, pid, name, user))
-    for spans in result.values():
-        if spans and spans[-1].state == "unwatched":
-            spans.pop()  # the open unwatched tail
-    return {port: spans for port, spans in result.items() if spans}
+
+    def periods(self) -> dict[Port, list[Period]]:
+        """A copy of the periods so far, each port's list ending with its last watched period
+        (the open unwatched tail is no period: it has no end, and nothing watches it)."""
+        result: dict[Port, list[Period]] = {}
+        for port, spans in self._spans.items():
+            copy = spans[:-1] if spans and spans[-1].state == "unwatched" else list(spans)
+            if copy:
+                result[port] = copy
+        return result
+
+
+def periods(events: Iterable[Event]) -> dict[Port, list[Period]]:
+    """Periods in the order the events happened (the log's order, which survives a clock
+    set back; durations are clamped at zero there). A new period begins when the state or the
+    owner changes."""
+    builder = PeriodBuilder()
+    builder.add(events)
+    return builder.periods()
 
 
 def _ended(span: Period, when: float) -> Period:
