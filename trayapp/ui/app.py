@@ -176,8 +176,6 @@ class PortWatchApp:
         self.qapp.quit()
 
     def close(self) -> None:
-        if self.history_window is not None:
-            self.history_window.close()  # stops its reading thread
         self.tray.hide()
         if self.notifier is not None:
             self.notifier.close()

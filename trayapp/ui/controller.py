@@ -84,6 +84,11 @@ class Controller(QObject):
         self._store = service_store
         self.health: HealthMonitor | None = None
 
+    @property
+    def event_log(self) -> EventLog | None:
+        """The events log the history windows read (None: this app keeps no history)."""
+        return self._history.log if self._history is not None else None
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self._scan.snapshot.connect(self._on_snapshot)

@@ -58,7 +58,7 @@ class HistoryWindow(QWidget):
     def __init__(self, controller: Controller, log: EventLog | None = None) -> None:
         super().__init__()
         self.controller = controller
-        self.store = HistoryStore(log or EventLog(paths.events_file()))
+        self.store = HistoryStore(log or controller.event_log or EventLog(paths.events_file()))
         self.store.changed.connect(self.show_rows)
         self.setWindowTitle("Port Watch History")
         self.setAccessibleName("Port Watch History")
@@ -140,7 +140,7 @@ class HistoryWindow(QWidget):
         layout.addLayout(buttons)
         self.port_filter.currentIndexChanged.connect(self.show_rows)
         self.span_filter.currentIndexChanged.connect(self.show_rows)
-        controller.events.connect(lambda _events: self.reload_if_shown())
+        controller.events.connect(self.reload_if_shown)
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.store.refresh)
@@ -159,13 +159,12 @@ class HistoryWindow(QWidget):
     def reload(self) -> None:
         self.store.refresh()
 
-    def reload_if_shown(self) -> None:
+    def reload_if_shown(self, _events: object = None) -> None:
         if self.isVisible():
             self.store.refresh()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._timer.stop()
-        self.store.stop()
         super().closeEvent(event)
 
     # -- showing ---------------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QShowEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -26,19 +28,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trayapp.core import report
+from trayapp.core import report, timeline
 from trayapp.core.exposure import exposure
+from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState
+from trayapp.core.paths import events_file
 from trayapp.core.probe import ProbeResult
 from trayapp.core.processes import Outcome, refusal
 from trayapp.core.report import PortReport
 from trayapp.platforms.commands import admin_hint, check_commands
 from trayapp.ui.controller import Controller
+from trayapp.ui.history_store import HistoryStore
 from trayapp.ui.shortcuts import close_on_escape
+from trayapp.ui.timeline_strip import TimelineStrip
 
 log = logging.getLogger(__name__)
 INSPECT_EVERY_MS = 3000
 COLUMNS = ("Address", "Protocol", "IP", "Reachable", "PID", "Process", "User", "Started")
+HISTORY_SPANS = (
+    ("Last hour", timeline.HOUR),
+    ("Last day", timeline.DAY),
+    ("Last week", timeline.WEEK),
+)
 REACH_WORDS = {
     "loopback": "this machine only",
     "all-interfaces": "other machines too",
@@ -113,6 +124,7 @@ class PortWindow(QWidget):
         outer.addWidget(self.status)
         outer.addWidget(self.known)
         outer.addWidget(self.health)
+        outer.addWidget(self._history_box())
 
         self.listeners = QTreeWidget()
         self.listeners.setHeaderLabels(list(COLUMNS))
@@ -301,6 +313,53 @@ class PortWindow(QWidget):
                 f"{commands}</p>"
             )
         self.diagnosis.setText("".join(parts) or "Checking...")
+
+    def _history_box(self) -> QGroupBox:
+        """This port's timeline; the log is read once the window shows, on a thread."""
+        box = QGroupBox("&History")
+        row = QHBoxLayout(box)
+        self.history_store = HistoryStore(self.controller.event_log or EventLog(events_file()))
+        self.history_store.changed.connect(self._show_history)
+        self.history_strip = TimelineStrip(self.controller.title(self.port))
+        self.history_span = QComboBox()
+        self.history_span.setAccessibleName("History span")
+        self.history_span.setAccessibleDescription("How far back the timeline goes")
+        for text, seconds in HISTORY_SPANS:
+            self.history_span.addItem(text, seconds)
+        self.history_span.setCurrentIndex(1)
+        self.history_span.currentIndexChanged.connect(self._show_history)
+        self.history_words = QLabel("Reading the history...")
+        self.history_words.setAccessibleName("History summary")
+        self.history_words.setMinimumWidth(170)
+        row.addWidget(self.history_span)
+        row.addWidget(self.history_strip, 1)
+        row.addWidget(self.history_words)
+        self.controller.events.connect(self._refresh_history)  # a method: no lambda keeps us
+        return box
+
+    def _refresh_history(self, _events: object = None) -> None:
+        if self.isVisible():
+            self.history_store.refresh()
+
+    def _show_history(self) -> None:
+        if not self.history_store.loaded:
+            return
+        now = time.time()
+        seconds = float(self.history_span.currentData())
+        spans = self.history_store.spans.get(self.port, [])
+        totals = timeline.totals(spans, now - seconds, now)
+        ratio = totals.uptime_ratio
+        self.history_words.setText(
+            f"{ratio:.1%} up while watched" if ratio is not None else "not watched"
+        )
+        summary = f"{self.port}, {self.history_span.currentText().lower()}: "
+        summary += timeline.totals_text(totals)
+        self.history_words.setToolTip(summary)
+        self.history_strip.set_periods(spans, now - seconds, now, summary)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.history_store.refresh()
 
     def _fill_listeners(self, state: PortState | None) -> None:
         current = self.listeners.currentIndex().row()

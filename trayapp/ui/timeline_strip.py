@@ -31,6 +31,7 @@ COLOURS: dict[State, QColor] = {
     "down": QColor("#ef4444"),
     "unwatched": QColor("#9ca3af"),
 }
+EDGE = QColor("#111827")
 DOWN_HEIGHT = 0.45  # a down stretch is a low bar: its shape says "down" without colour
 
 
@@ -127,11 +128,13 @@ class TimelineStrip(QWidget):
             return
         top = int(h * (1 - DOWN_HEIGHT)) if state == "down" else 0
         painter.fillRect(QRect(left, top, right - left, h - top), colour)
+        # A dark top edge: where the bar ends reads in grey too (full bar up, low bar down).
+        painter.fillRect(QRect(left, top, right - left, 2), EDGE)
         if state == "unhealthy":
-            # Stripes in the background's tone cut through the bar.
+            # White stripes cut through the bar: its shape says "unhealthy" in grey too.
             painter.save()
             painter.setClipRect(QRect(left, top, right - left, h - top))
-            painter.setPen(QPen(self.palette().window().color(), 2))
+            painter.setPen(QPen(QColor("#ffffff"), 2))
             for x in range(left - h - (left % 6), right, 6):
                 painter.drawLine(x, h, x + h, 0)
             painter.restore()
