@@ -120,7 +120,16 @@ def parse_iso_time(value: object) -> float:
         if parsed.tzinfo is None:
             parsed = parsed.astimezone()
         seconds = parsed.timestamp()
-        iso_time(seconds)
     except (OverflowError, OSError) as exc:
         raise ValueError(f"time out of range: {exc}") from None
+    # Within two days of year 1 or 9999 some time zone cannot show it: one comparison here
+    # instead of formatting every time of a long log once more.
+    if not _SHOWABLE[0] < seconds < _SHOWABLE[1]:
+        raise ValueError("time out of range")
     return seconds
+
+
+_SHOWABLE = (
+    dt.datetime(1, 1, 3, tzinfo=dt.timezone.utc).timestamp(),
+    dt.datetime(9999, 12, 29, tzinfo=dt.timezone.utc).timestamp(),
+)

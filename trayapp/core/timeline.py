@@ -297,9 +297,19 @@ def totals_text(totals: Totals) -> str:
 
 def rows(spans_by_port: dict[Port, list[Period]], now: float) -> list[dict[str, object]]:
     """One object per period for export, oldest first."""
-    ordered = sorted(
-        (span for spans in spans_by_port.values() for span in spans), key=lambda s: s.start
-    )
+    return period_rows(ordered(spans_by_port), now)
+
+
+def ordered(spans_by_port: dict[Port, list[Period]]) -> list[Period]:
+    """Every port's periods in one list, oldest first."""
+    return sorted((span for spans in spans_by_port.values() for span in spans), key=_start)
+
+
+def _start(span: Period) -> float:
+    return span.start
+
+
+def period_rows(ordered: list[Period], now: float) -> list[dict[str, object]]:
     return [
         {
             "port": span.port.number,

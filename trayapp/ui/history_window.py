@@ -252,11 +252,12 @@ class HistoryWindow(QWidget):
             strip.set_periods(spans, since, now, summary)
 
     def _show_table(self, chosen: dict[Port, list[timeline.Period]], now: float) -> None:
-        table = timeline.rows(chosen, now)
+        every = timeline.ordered(chosen)
+        table = timeline.period_rows(every[-MAX_ROWS:], now)  # only what the table shows
         self.table.setUpdatesEnabled(False)
         self.table.clear()
         items = []
-        for row in table[::-1][:MAX_ROWS]:
+        for row in table[::-1]:
             process = f"{row['name'] or '?'} (pid {row['pid']})" if row["pid"] else ""
             if not process and row["user"]:
                 process = f"user {row['user']} (process hidden)"
@@ -275,9 +276,9 @@ class HistoryWindow(QWidget):
                 )
             )
         self.table.addTopLevelItems(items)
-        if len(table) > MAX_ROWS:
+        if len(every) > MAX_ROWS:
             self.note.setText(
-                f"{self.note.text()} The table shows the newest {MAX_ROWS} of {len(table)} "
+                f"{self.note.text()} The table shows the newest {MAX_ROWS} of {len(every)} "
                 "periods; the export has them all.".strip()
             )
         for column in range(len(COLUMNS)):
