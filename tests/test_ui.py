@@ -146,10 +146,10 @@ def test_unwatched_port_window_and_watch_button(
     window = PortWindow(controller, port)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.status.text().startswith("Free"), timeout=10000)
-    assert window.watch_button.text() == "Watch this port"
+    assert window.watch_button.text() == "&Watch this port"
     window.watch_button.click()
     assert controller.is_watched(port)
-    assert window.watch_button.text() == "Stop watching"
+    assert window.watch_button.text() == "Stop &watching"
     saved = cfg.load(portwatch_home / "config" / "config.json").config
     assert [e.port for e in saved.ports] == [port]
 

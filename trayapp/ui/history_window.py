@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from trayapp.core import paths, report, timeline
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port
+from trayapp.ui.accessible import name_controls
 from trayapp.ui.controller import Controller
 from trayapp.ui.history_store import HistoryStore
 from trayapp.ui.shortcuts import close_on_escape
@@ -145,6 +146,7 @@ class HistoryWindow(QWidget):
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.store.refresh)
         close_on_escape(self)
+        name_controls(self)
 
     # -- reading ---------------------------------------------------------------------------
     def showEvent(self, event: QShowEvent) -> None:

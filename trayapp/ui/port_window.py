@@ -37,6 +37,7 @@ from trayapp.core.probe import ProbeResult
 from trayapp.core.processes import Outcome, refusal
 from trayapp.core.report import PortReport
 from trayapp.platforms.commands import admin_hint, check_commands
+from trayapp.ui.accessible import name_controls, scaled_font
 from trayapp.ui.controller import Controller
 from trayapp.ui.history_store import HistoryStore
 from trayapp.ui.shortcuts import close_on_escape
@@ -113,10 +114,10 @@ class PortWindow(QWidget):
         scroll.setWidget(content)
         self.heading = QLabel()
         self.heading.setObjectName("heading")
-        self.heading.setStyleSheet("font-size: 16pt; font-weight: bold;")
+        scaled_font(self.heading, 1.6, bold=True)
         self.status = _selectable(QLabel("Checking..."))
         self.status.setObjectName("status")
-        self.status.setStyleSheet("font-size: 12pt;")
+        scaled_font(self.status, 1.2)
         self.known = _selectable(QLabel())
         self.health = _selectable(QLabel())
         self.health.setObjectName("health")
@@ -128,6 +129,11 @@ class PortWindow(QWidget):
 
         self.listeners = QTreeWidget()
         self.listeners.setHeaderLabels(list(COLUMNS))
+        self.listeners.setAccessibleName("Listeners")
+        self.listeners.setAccessibleDescription(
+            "One row per socket and process: address, protocol, IP version, who can reach it, "
+            "pid, process, user, start time. Arrow keys choose the process shown below."
+        )
         self.listeners.setRootIsDecorated(False)
         self.listeners.setMinimumHeight(70)
         self.listeners.setMaximumHeight(140)  # a few sockets; the details below matter more
@@ -181,6 +187,8 @@ class PortWindow(QWidget):
             line.setReadOnly(True)
             line.setCursorPosition(0)
             copy = QPushButton("Copy")
+            copy.setAccessibleName(f"Copy: {description}")
+            line.setAccessibleName(description)
             copy.clicked.connect(lambda _=False, c=command: QGuiApplication.clipboard().setText(c))
             row = QHBoxLayout()
             row.addWidget(line)
@@ -191,19 +199,20 @@ class PortWindow(QWidget):
         outer.addWidget(scroll, 1)
 
         buttons = QHBoxLayout()
-        self.copy_button = QPushButton("Copy details")
+        self.copy_button = QPushButton("Cop&y details")
         self.copy_button.clicked.connect(self.copy_details)
-        self.browser_button = QPushButton(f"Open http://localhost:{self.port.number}")
+        self.browser_button = QPushButton(f"&Open http://localhost:{self.port.number}")
         self.browser_button.clicked.connect(self.open_browser)
         self.browser_button.setVisible(self.port.protocol == "tcp")
-        self.terminate_button = QPushButton("Terminate...")
+        self.terminate_button = QPushButton("&Terminate...")
         self.terminate_button.clicked.connect(self.terminate_owner)
-        self.health_button = QPushButton("Check health")
+        self.health_button = QPushButton("Check &health")
         self.health_button.clicked.connect(self.check_health)
         self.health_button.setVisible(self.port.protocol == "tcp")
         self.watch_button = QPushButton()
         self.watch_button.clicked.connect(self.toggle_watch)
         close = QPushButton("Close")
+        close.setAccessibleDescription("Close this window (Escape)")
         close.clicked.connect(self.close)
         for button in (
             self.copy_button,
@@ -219,6 +228,7 @@ class PortWindow(QWidget):
         close_on_escape(self)
         self._refresh_watch_button()
         self._render()
+        name_controls(self)
 
     # -- live data -------------------------------------------------------------------------
     def request_refresh(self) -> None:
@@ -519,7 +529,7 @@ class PortWindow(QWidget):
 
     def _refresh_watch_button(self) -> None:
         watched = self.controller.is_watched(self.port)
-        self.watch_button.setText("Stop watching" if watched else "Watch this port")
+        self.watch_button.setText("Stop &watching" if watched else "&Watch this port")
         self._render_title()
 
     def _render_title(self) -> None:
