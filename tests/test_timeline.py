@@ -147,6 +147,7 @@ def test_pause_resume_and_quit_are_not_counted_as_down(tmp_path: Path) -> None:
     assert [row["state"] for row in table] == ["down", "unwatched", "up"]
     assert all(row["end"] is not None for row in table), "nothing watches: nothing is ongoing"
     assert [row["duration_s"] for row in table] == [10, 100, 20]
+    assert table[1]["pid"] is None and table[1]["name"] is None  # nobody seen: no owner
 
 
 def test_a_suspend_is_noticed_and_left_unwatched(tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ TARGET = REPO / "docs" / "screenshots"
 # name in the README: (screenshot the suite took, the region WxH+X+Y of a 1024x768 screen)
 PICTURES = {
     "tray-menu-bluesky.png": ("bluesky-2-menu.png", "720x275+0+0"),
+    # tests/desktop/test_accessibility_desktop.py (windows open at 0,0: no window manager)
+    "history-window.png": ("a11y-history.png", "860x600+0+0"),
+    "port-window.png": ("a11y-port-window.png", "780x700+0+0"),
 }
 
 

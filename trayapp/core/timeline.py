@@ -104,7 +104,10 @@ class _PortState:
         if kind == "watch-ended":
             self.watchers.discard(event.watcher or "")
             if not self.watchers:
-                self.healthy = True  # the next watch finds out afresh
+                # Nobody looks: no state, no owner; the next watch finds out afresh.
+                self.healthy = True
+                self.listening = False
+                self.owner = (None, None, None)
             return
         if kind == "watch-began":
             self.watchers.add(event.watcher or "")

@@ -93,6 +93,7 @@ class HistoryWindow(QWidget):
         self.strips_box = QWidget()
         self.strips_layout = QGridLayout(self.strips_box)
         self.strips_layout.setColumnStretch(1, 1)
+        self.strips_layout.setAlignment(Qt.AlignmentFlag.AlignTop)
         strips_scroll = QScrollArea()
         strips_scroll.setWidgetResizable(True)
         strips_scroll.setWidget(self.strips_box)

@@ -112,6 +112,10 @@ class PortWindow(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(content)
+        scroll.setAccessibleName("Details")
+        scroll.setAccessibleDescription(
+            "Listeners, process, diagnosis, port range and commands; arrow keys scroll"
+        )
         self.heading = QLabel()
         self.heading.setObjectName("heading")
         scaled_font(self.heading, 1.6, bold=True)
