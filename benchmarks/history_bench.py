@@ -117,9 +117,7 @@ def main() -> int:
         )
     ):
         values = [run[index] * 1000 for run in results]
-        print(
-            f"{name:38} {statistics.median(values):8.0f} {min(values):8.0f} {max(values):8.0f}"
-        )
+        print(f"{name:38} {statistics.median(values):8.0f} {min(values):8.0f} {max(values):8.0f}")
     return 0
 
 
