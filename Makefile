@@ -42,7 +42,8 @@ test: lint pytest
 
 # The README's pictures, taken again on the real desktop harness (needs its Debian packages).
 screenshots: $(STAMP) $(BLUESKY_STAMP)
-	BLUESKY_VENV=$(BLUESKY_VENV) $(BIN)/python -m pytest -q tests/desktop/test_bluesky_tray.py tests/desktop/test_remote_tray.py
+	BLUESKY_VENV=$(BLUESKY_VENV) $(BIN)/python -m pytest -q tests/desktop/test_bluesky_tray.py \
+	  tests/desktop/test_remote_tray.py tests/desktop/test_accessibility_desktop.py
 	$(BIN)/python tests/desktop/readme_screenshots.py
 
 bench: $(STAMP)

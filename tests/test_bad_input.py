@@ -38,6 +38,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 from tests.support import child_env, missing_part
 from trayapp import cli
 from trayapp.core import config as cfg
+from trayapp.core import timeline
 from trayapp.core.events import Event
 from trayapp.core.history import MAX_LINE_BYTES, EventLog
 from trayapp.core.model import PROTOCOLS, Port
@@ -789,7 +790,14 @@ def test_generated_events_logs_are_read_and_shown(lines: list[bytes], cut_last: 
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             assert cli.main(argv) == 0
         if argv == ["history", "--json"]:
-            assert len(json.loads(out.getvalue())) == len(expected)
+            # One object per period: a change that changes nothing (a second "started" by the
+            # same owner) begins none.
+            rows = json.loads(out.getvalue())
+            periods = timeline.periods(expected)
+            assert len(rows) == sum(len(spans) for spans in periods.values())
+            assert len(rows) <= len(expected)
+            assert all(row["state"] in timeline.STATES for row in rows)
+            assert sum(row["end"] is None for row in rows) <= len(periods)  # one open per port
         if argv == ["history"] and skipped:
             assert err.getvalue() == f"note: {skipped} damaged lines in the log were skipped\n"
 
@@ -855,8 +863,9 @@ def test_history_command_skips_damaged_lines_and_says_so(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr == f"note: {damaged} damaged lines in the log were skipped\n"
-    shown = [line for line in done.stdout.splitlines() if "8080/tcp" in line and "pid" in line]
-    assert len(shown) == 3 and "pid 102" in shown[-1] and "(ongoing)" in shown[-1]
+    shown = [line for line in done.stdout.splitlines() if "8080/tcp" in line and " for " in line]
+    assert len(shown) == 3 and "pid 101" in shown[0] and "down for 1 h 0 min" in shown[1]
+    assert "pid 102" in shown[-1] and "(ongoing)" in shown[-1]
 
 
 def test_history_json_and_csv_also_say_lines_were_skipped(tmp_path: Path) -> None:

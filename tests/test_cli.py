@@ -242,9 +242,9 @@ def test_history_reads_the_log_and_exports(portwatch_home: Path) -> None:
     assert "1 damaged lines" in human.stderr
     data = json.loads(portwatch("history", "8080", "--json").stdout)
     assert [row["state"] for row in data] == ["up", "down"]
-    csv_text = portwatch("history", "--csv", "--since", "30m").stdout
-    assert csv_text.splitlines()[0].startswith("port,protocol,event")
-    assert len(csv_text.splitlines()) == 2  # only the change within the last 30 minutes
+    csv_text = portwatch("history", "--csv", "--since", "5m").stdout
+    assert csv_text.splitlines()[0].startswith("port,protocol,state,start,end,duration_s")
+    assert len(csv_text.splitlines()) == 2  # only the period within the last 5 minutes
 
 
 def _iso(seconds: float) -> str:

@@ -103,3 +103,29 @@ def test_unreadable_or_missing_log_reads_empty(tmp_path: Path) -> None:
     assert EventLog(tmp_path / "nope.jsonl").read().events == []
     (tmp_path / "dir.jsonl").mkdir()
     assert EventLog(tmp_path / "dir.jsonl").read().events == []
+
+
+def test_read_new_reads_only_what_was_appended(tmp_path: Path) -> None:
+    """What the History window does every 2 s: no second read of what it has."""
+    log = EventLog(tmp_path / "events.jsonl", max_bytes=2000, backups=3)
+    log.append([event(i) for i in range(3)])
+    first, cursor, everything = log.read_new(None)
+    assert everything and first.events == [event(i) for i in range(3)]
+    nothing, cursor, everything = log.read_new(cursor)
+    assert not everything and nothing.events == [] and nothing.skipped == 0
+    log.append([event(3)])
+    with log.path.open("ab") as handle:
+        handle.write(b'{"time": "half a line being writ')  # another writer, mid-line
+    more, cursor, everything = log.read_new(cursor)
+    assert not everything and more.events == [event(3)]
+    with log.path.open("ab") as handle:
+        handle.write(b'ten"}\n')
+    damaged, cursor, everything = log.read_new(cursor)
+    assert not everything and damaged.events == [] and damaged.skipped == 1
+    # A rotation starts over: everything again, from the old files too, nothing lost.
+    log.append([event(i) for i in range(4, 30)])
+    assert len(log.files()) > 1
+    again, cursor, everything = log.read_new(cursor)
+    assert everything
+    assert again.events == [event(i) for i in range(30)][-len(again.events) :]
+    assert again.events[-1] == event(29)

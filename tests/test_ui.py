@@ -75,6 +75,39 @@ def test_port_window_shows_a_real_servers_pid_and_cmdline(qtbot: QtBot, controll
     window.close()
 
 
+def test_port_window_says_who_can_reach_each_listener(qtbot: QtBot, controller_for) -> None:
+    """A socket on all interfaces and one on loopback, both real, on the same port."""
+    import socket
+
+    port = Port(free_port())
+    controller = controller_for([port])
+    wide = socket.socket(socket.AF_INET6)
+    wide.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    wide.bind(("::", port.number))
+    wide.listen()
+    local = socket.socket()
+    local.bind(("127.0.0.1", port.number))
+    local.listen()
+    try:
+        window = PortWindow(controller, port)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.listeners.topLevelItemCount() == 2, timeout=10000)
+        reach = {
+            window.listeners.topLevelItem(i).text(0): window.listeners.topLevelItem(i).text(3)
+            for i in range(2)
+        }
+        assert reach == {"::": "other machines too", "127.0.0.1": "this machine only"}
+        note = window.exposure_note.text()
+        assert "::: reachable from other machines: bound to all interfaces (::), unless a " in note
+        assert "127.0.0.1: reachable only from this machine (loopback)." in note
+        assert "Warning" not in note  # an ordinary port: nothing to warn about
+        window.close()
+    finally:
+        wide.close()
+        local.close()
+
+
 def test_terminate_asks_then_reports_the_real_outcome(qtbot: QtBot, controller_for) -> None:
     port = Port(free_port())
     controller = controller_for([port])
@@ -116,10 +149,10 @@ def test_unwatched_port_window_and_watch_button(
     window = PortWindow(controller, port)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.status.text().startswith("Free"), timeout=10000)
-    assert window.watch_button.text() == "Watch this port"
+    assert window.watch_button.text() == "&Watch this port"
     window.watch_button.click()
     assert controller.is_watched(port)
-    assert window.watch_button.text() == "Stop watching"
+    assert window.watch_button.text() == "Stop &watching"
     saved = cfg.load(portwatch_home / "config" / "config.json").config
     assert [e.port for e in saved.ports] == [port]
 
@@ -198,7 +231,8 @@ def test_tray_health_menu_icon_and_notifications(
         finally:
             controller.stop()
     kinds = [e.kind for e in EventLog(tmp_path / "events.jsonl").read().events]
-    assert kinds == ["unhealthy", "healthy", "unhealthy"]
+    assert [k for k in kinds if not k.startswith("watch-")] == ["unhealthy", "healthy", "unhealthy"]
+    assert kinds[0] == "watch-began" and kinds[-1] == "watch-ended"
 
 
 def test_pause_stops_scanning(qtbot: QtBot, portwatch_home: Path) -> None:
@@ -445,20 +479,42 @@ def test_history_window_lists_exports_and_totals(
     )
     window = HistoryWindow(controller_for([]), log)
     qtbot.addWidget(window)
-    assert window.table.topLevelItemCount() == 4
-    assert "up 1 h 30 min" in window.totals.text() and "down 30 min" in window.totals.text()
+    qtbot.wait(300)
+    assert not window.store.loaded, "the log is read when the window is shown, not before"
+    window.show()
+    qtbot.waitUntil(lambda: window.table.topLevelItemCount() == 4, timeout=10000)
+    text = window.totals.text()
+    assert "up 1 h 30 min, down 30 min 0 s, not watched 2" in text  # 22 h, less a moment
+    assert "up 75.0% of the watched time" in text
+    assert set(window.strips) == {port, Port(8080)}
+    strip = window.strips[port]
+    assert strip.accessibleName() == "Timeline of 60610 Bluesky Queue Server (HTTP API)"
+    assert "now up" in strip.accessibleDescription()
+    # The strip's right end is the running uvicorn, its left end before the first record.
+    assert strip.text_at(strip.width() - 1) is not None
+    assert str(strip.text_at(strip.width() - 1)).startswith("up from ")
+    assert "uvicorn (pid 2" in str(strip.text_at(strip.width() - 1))
+    assert str(strip.text_at(0)).startswith("not watched from ")
     index = window.port_filter.findData(str(port))
     window.port_filter.setCurrentIndex(index)
     assert window.table.topLevelItemCount() == 3
+    assert set(window.strips) == {port}
     csv_path = window.export("csv", tmp_path / "h.csv")
     json_path = window.export("json", tmp_path / "h.json")
     assert csv_path and json_path
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("port,protocol,event,state,start,end,duration_s")
+    assert lines[0].startswith("port,protocol,state,start,end,duration_s")
     assert len(lines) == 4
     rows = json.loads(json_path.read_text())
-    assert [r["event"] for r in rows] == ["started", "stopped", "started"]
+    assert [r["state"] for r in rows] == ["up", "down", "up"]
     assert rows[-1]["end"] is None and rows[0]["duration_s"] == pytest.approx(3600, abs=1)
+    # Incremental: what is appended shows without reading the log again.
+    log.append([Event(time.time(), port, "unhealthy", code="http-5xx", detail="HTTP 503")])
+    window.reload()
+    qtbot.waitUntil(lambda: window.table.topLevelItemCount() == 4, timeout=10000)
+    assert window.table.topLevelItem(0).text(2) == "up but unhealthy"
+    assert "now up but unhealthy" in window.strips[port].accessibleDescription()
+    window.close()
 
 
 def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -301,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     form = history.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON")
     form.add_argument("--csv", action="store_true", help="print CSV")
+    form.add_argument(
+        "--timeline",
+        action="store_true",
+        help="a strip per port: up, unhealthy, down, not watched (default: the last day)",
+    )
 
     tray = sub.add_parser("tray", help="start the tray app (the default)")
     tray.add_argument("specs", nargs="*", metavar="SPEC", help="extra ports for this run")
@@ -577,7 +583,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         )
     log = EventLog(paths.events_file()) if args.log else None
     history = HistoryWriter(log) if log is not None else None
-    watcher = Watcher(_scanner(), ports, log=history)
+    watcher = Watcher(_scanner(), ports, log=history, watcher_id=f"watch-{os.getpid()}")
     stop = threading.Event()
     reported: list[str | None] = [None]
     export = None
@@ -650,6 +656,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if monitor is not None:
             monitor.close()
+        watcher.close("quit")
         watcher.scanner.close()
     return EXIT_OK
 
@@ -826,8 +833,16 @@ def cmd_history(args: argparse.Namespace) -> int:
         local, targets = _split(args.specs)
         ports = (_ports(local) if local else []) + [port_of(t) for t in targets]
     now = time.time()
-    result = EventLog(paths.events_file()).read(since=args.since, ports=ports)
+    # Read everything: a period that began before --since still covers the time after it.
+    result = EventLog(paths.events_file()).read(ports=ports)
     spans = timeline.periods(result.events)
+    since = args.since
+    if since is not None:
+        spans = {
+            port: [s for s in port_spans if s.end is None or s.end >= since]
+            for port, port_spans in spans.items()
+        }
+        spans = {port: port_spans for port, port_spans in spans.items() if port_spans}
     if result.skipped:
         print(f"note: {result.skipped} damaged lines in the log were skipped", file=sys.stderr)
     if args.json or args.csv:
@@ -838,21 +853,46 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not spans:
         print("No changes recorded" + (" for these ports." if ports else "."))
+        return EXIT_OK
+    if args.timeline:
+        return _print_timeline(spans, since if since is not None else now - timeline.DAY, now)
     for port, port_spans in spans.items():
         day = timeline.totals(port_spans, now - timeline.DAY, now)
         week = timeline.totals(port_spans, now - timeline.WEEK, now)
-        print(
-            f"{port}: last day up {timeline.duration_text(day.up)}, down "
-            f"{timeline.duration_text(day.down)}; last week up "
-            f"{timeline.duration_text(week.up)}, down {timeline.duration_text(week.down)}"
-        )
+        print(f"{port}: last day {timeline.totals_text(day)}")
+        print(f"  last week {timeline.totals_text(week)}")
         for span in port_spans:
-            state = "up" if span.up else "down"
             ongoing = " (ongoing)" if span.end is None else ""
             print(
-                f"  {report.event_text(span.event)}  -> {state} for "
-                f"{timeline.duration_text(span.duration(now))}{ongoing}"
+                f"  {report.local_time(span.start)}  {port}  {timeline.STATE_WORDS[span.state]}"
+                f"{report.period_owner_text(span.pid, span.name, span.username)}"
+                f" for {timeline.duration_text(span.duration(now))}{ongoing}"
             )
+        ended = timeline.unwatched_since(port_spans)
+        if ended is not None:
+            print(f"  {report.local_time(ended)}  {port}  not watched since")
+    return EXIT_OK
+
+
+def _print_timeline(spans: dict[Port, list[timeline.Period]], since: float, now: float) -> int:
+    width = max(20, min(120, shutil.get_terminal_size((100, 24)).columns - 14))
+    encoding = sys.stdout.encoding or "ascii"
+    try:
+        "".join(timeline.STRIP_CHARS.values()).encode(encoding)
+        ascii_only = False
+    except (UnicodeEncodeError, LookupError):
+        ascii_only = True
+    chars = timeline.ASCII_STRIP_CHARS if ascii_only else timeline.STRIP_CHARS
+    label_width = max(len(str(port)) for port in spans)
+    span = timeline.duration_text(now - since)
+    print(f"{'':{label_width}}  {report.local_time(since)} ... now ({span})")
+    for port, port_spans in spans.items():
+        strip = timeline.strip_text(timeline.cells(port_spans, since, now, width), ascii_only)
+        ratio = timeline.totals(port_spans, since, now).uptime_ratio
+        share = f"{ratio:6.1%} up" if ratio is not None else "  not watched"
+        print(f"{port!s:{label_width}}  {strip}  {share}")
+    legend = ", ".join(f"{chars[state]} {timeline.STATE_WORDS[state]}" for state in timeline.STATES)
+    print(f"{'':{label_width}}  {legend}; up = share of the watched time")
     return EXIT_OK
 
 

@@ -16,6 +16,9 @@ TARGET = REPO / "docs" / "screenshots"
 PICTURES = {
     "tray-menu-bluesky.png": ("bluesky-2-menu.png", "720x275+0+0"),
     "tray-menu-remote-bluesky.png": ("remote-1-menu.png", "770x270+0+0"),
+    # tests/desktop/test_accessibility_desktop.py (windows open at 0,0: no window manager)
+    "history-window.png": ("a11y-history.png", "860x600+0+0"),
+    "port-window.png": ("a11y-port-window.png", "780x700+0+0"),
 }
 
 

@@ -20,6 +20,15 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     "service",
 )
 LISTEN_KINDS: tuple[EventKind, ...] = ("started", "stopped", "owner-changed")
+NEWS_KINDS: tuple[EventKind, ...] = ("healthy", "unhealthy", "service")
+# When something began or stopped watching a port, so that history can tell "down" from "not
+# watched". Written to the log only; they are no change to notify about or count. `code` says
+# why (WATCH_BEGAN_REASONS / WATCH_ENDED_REASONS), `watcher` who ("tray", "watch-<pid>"), and a
+# "watch-began" says what was seen at that moment (`listening` and the owner fields).
+WatchKind = Literal["watch-began", "watch-ended"]
+WATCH_KINDS: tuple[WatchKind, ...] = ("watch-began", "watch-ended")
+WATCH_BEGAN_REASONS = ("start", "added", "resumed", "woke")
+WATCH_ENDED_REASONS = ("quit", "paused", "removed", "suspended")
 MAX_DETAIL = 300
 
 
@@ -27,7 +36,7 @@ MAX_DETAIL = 300
 class Event:
     time: float  # seconds since the epoch
     port: Port
-    kind: EventKind
+    kind: EventKind | WatchKind
     pid: int | None = None
     name: str | None = None
     username: str | None = None
@@ -38,6 +47,9 @@ class Event:
     # ("plan-failed"), and the words for it.
     code: str | None = None
     detail: str | None = None
+    # Watch events: what was seen when watching began, and who watches.
+    listening: bool | None = None
+    watcher: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,9 +62,16 @@ class Event:
             "name": self.name,
             "user": self.username,
             "addresses": list(self.addresses),
+            # News, and listen events of another machine's entry (why it is down).
             **(
                 {"code": self.code, "detail": self.detail}
-                if self.kind not in LISTEN_KINDS or self.detail is not None
+                if self.kind in NEWS_KINDS
+                or (self.kind in LISTEN_KINDS and self.detail is not None)
+                else {}
+            ),
+            **(
+                {"reason": self.code, "watcher": self.watcher, "listening": self.listening}
+                if self.kind in WATCH_KINDS
                 else {}
             ),
         }
@@ -67,14 +86,15 @@ class Event:
             raise ValueError("bad port")
         if protocol not in PROTOCOLS:
             raise ValueError("bad protocol")
-        if kind not in EVENT_KINDS:
+        if kind not in EVENT_KINDS and kind not in WATCH_KINDS:
             raise ValueError("bad event")
         when = parse_iso_time(obj.get("time"))
         pid = obj.get("pid")
         name = obj.get("name")
         user = obj.get("user")
         addresses = obj.get("addresses") or []
-        code, detail = obj.get("code"), obj.get("detail")
+        code, detail = obj.get("code", obj.get("reason")), obj.get("detail")
+        listening, watcher = obj.get("listening"), obj.get("watcher")
         host = obj.get("host", "")
         if not isinstance(host, str) or len(host) > MAX_DETAIL or not host.isprintable():
             raise ValueError("bad host")
@@ -90,6 +110,8 @@ class Event:
             else (),
             code=code[:MAX_DETAIL] if isinstance(code, str) else None,
             detail=detail[:MAX_DETAIL] if isinstance(detail, str) else None,
+            listening=listening if isinstance(listening, bool) else None,
+            watcher=watcher[:MAX_DETAIL] if isinstance(watcher, str) else None,
         )
 
 
@@ -108,7 +130,16 @@ def parse_iso_time(value: object) -> float:
         if parsed.tzinfo is None:
             parsed = parsed.astimezone()
         seconds = parsed.timestamp()
-        iso_time(seconds)
     except (OverflowError, OSError) as exc:
         raise ValueError(f"time out of range: {exc}") from None
+    # Within two days of year 1 or 9999 some time zone cannot show it: one comparison here
+    # instead of formatting every time of a long log once more.
+    if not _SHOWABLE[0] < seconds < _SHOWABLE[1]:
+        raise ValueError("time out of range")
     return seconds
+
+
+_SHOWABLE = (
+    dt.datetime(1, 1, 3, tzinfo=dt.timezone.utc).timestamp(),
+    dt.datetime(9999, 12, 29, tzinfo=dt.timezone.utc).timestamp(),
+)

@@ -82,6 +82,62 @@ class EventLog:
         # earlier time, and sorting would put a stop before the start it ends.
         return result
 
+    def read_new(self, cursor: Cursor | None) -> tuple[ReadResult, Cursor | None, bool]:
+        """The events appended since `cursor` (None: all of them), the cursor to pass next
+        time, and whether this is everything (the file was new, rotated or replaced, so the
+        caller starts over). Lines still being written are left for the next call."""
+        try:
+            inode = self.path.stat().st_ino
+        except OSError:
+            inode = None
+        result = ReadResult()
+        if cursor is not None and inode == cursor.inode:
+            offset = self._parse_from(self.path, cursor.offset, result)
+            if offset is not None:
+                return result, Cursor(cursor.inode, offset), False
+            result = ReadResult()  # shrank: replaced in place; start over
+        for path in self.files():
+            if path != self.path:
+                self._parse_from(path, 0, result, whole=True)
+        offset = self._parse_from(self.path, 0, result) if inode is not None else None
+        return (
+            result,
+            Cursor(inode, offset) if inode is not None and offset is not None else None,
+            True,
+        )
+
+    @staticmethod
+    def _parse_from(
+        path: Path, offset: int, result: ReadResult, *, whole: bool = False
+    ) -> int | None:
+        """Parse the complete lines from `offset` on; the offset after the last one, or None
+        if the file is now shorter than `offset`."""
+        try:
+            with path.open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() < offset:
+                    return None
+                handle.seek(offset)
+                while True:
+                    line = handle.readline(MAX_LINE_BYTES + 1)
+                    if not line:
+                        break
+                    if not line.endswith(b"\n"):
+                        if len(line) > MAX_LINE_BYTES:
+                            result.skipped += 1
+                            while line and not line.endswith(b"\n"):
+                                line = handle.readline(MAX_LINE_BYTES)
+                            offset = handle.tell()
+                            continue
+                        if not whole:
+                            break  # being written: next time
+                    offset = handle.tell()
+                    if line.strip():
+                        _parse_into(line, result)
+        except OSError:
+            return offset
+        return offset
+
     def _backup(self, index: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{index}")
 
@@ -93,6 +149,21 @@ class EventLog:
         if size == 0 or size + incoming <= self.max_bytes:
             return
         rotate_files(self.path, self.backups)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a reader of the current log file got to."""
+
+    inode: int
+    offset: int
+
+
+def _parse_into(line: bytes, result: ReadResult) -> None:
+    try:
+        result.events.append(Event.from_json(json.loads(line)))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        result.skipped += 1
 
 
 def _ends_with_newline(path: Path) -> bool:

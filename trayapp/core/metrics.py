@@ -92,6 +92,8 @@ class ChangeCounter:
 
     def add(self, events: Iterable[Event]) -> None:
         for event in events:
+            if event.kind == "watch-began" or event.kind == "watch-ended":
+                continue  # no change of the port
             key = (event.port, event.kind)
             self._counts[key] = self._counts.get(key, 0) + max(1, event.count)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from trayapp.core.diagnosis import Finding
 from trayapp.core.events import LISTEN_KINDS, Event, iso_time
+from trayapp.core.exposure import Exposure, exposure
 from trayapp.core.model import Listener, Owner, PortState, who_text
 from trayapp.core.probe import ProbeResult
 from trayapp.core.ranges import RangeInfo
@@ -75,6 +76,7 @@ def listener_entries(listener: Listener) -> list[dict[str, Any]]:
         return [
             {
                 **base,
+                "exposure": exposure(listener).to_json(),
                 "pid": None,
                 "name": None,
                 "exe": None,
@@ -94,6 +96,7 @@ def listener_entries(listener: Listener) -> list[dict[str, Any]]:
             "username": owner.username or listener.username,
             "started": iso_time(owner.create_time) if owner.create_time else None,
             "owner_visible": True,
+            "exposure": exposure(listener, owner.full_name).to_json(),
         }
         for owner in listener.owners
     ]
@@ -180,9 +183,12 @@ def listener_lines(listener: Listener, now: float | None = None) -> list[str]:
     where = f"{_host(listener.address)}:{listener.port}"
     head = f"{where}  {listener.protocol.upper()} {FAMILY_TEXT.get(listener.family, '')}"
     if not listener.owners:
-        return [f"{head}  {hidden_hint(who_text(listener.username, listener.uid))}"]
+        return [
+            f"{head}  {hidden_hint(who_text(listener.username, listener.uid))}",
+            *exposure_lines(exposure(listener)),
+        ]
     lines = []
-    for owner in listener.owners:
+    for index, owner in enumerate(listener.owners):
         lines.append(f"{head}  {owner_text(owner)}")
         if owner.create_time:
             stamp = local_time(owner.create_time)
@@ -191,6 +197,16 @@ def listener_lines(listener: Listener, now: float | None = None) -> list[str]:
             lines.append(f"    exe: {owner.exe}")
         if owner.cmdline:
             lines.append(f"    cmd: {' '.join(owner.cmdline)}")
+        if index == 0:
+            lines.extend(exposure_lines(exposure(listener, owner.full_name)))
+    return lines
+
+
+def exposure_lines(seen: Exposure) -> list[str]:
+    lines = [f"    reachable {seen.text}"]
+    if seen.warning:
+        lines.append(f"    WARNING: {seen.warning}")
+        lines.append(f"    fix: {seen.fix}")
     return lines
 
 
@@ -232,6 +248,15 @@ def state_text(rep: PortReport) -> str:
     if info.warning and not any(f.commands == info.fix_commands for f in rep.findings):
         lines.append(f"  warning: {info.warning}")
     return "\n".join(lines)
+
+
+def period_owner_text(pid: int | None, name: str | None, username: str | None) -> str:
+    """' uvicorn (pid 42, user alice)', ' (user bob; process hidden ...)', or ''."""
+    if pid is not None:
+        return f" {name or '?'} (pid {pid}" + (f", user {username})" if username else ")")
+    if username:
+        return f" {hidden_hint(who_text(username, None))}"
+    return ""
 
 
 def event_text(event: Event) -> str:

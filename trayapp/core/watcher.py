@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from trayapp.core.events import Event, EventKind
+from trayapp.core.events import Event, EventKind, WatchKind
 from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState, Snapshot
 from trayapp.core.scanning import ScanError, Scanner, timed_scan
@@ -35,7 +35,15 @@ def owner_identity(state: PortState) -> tuple[object, ...]:
     return ("hidden", tuple(sorted({str(listener.uid) for listener in state.listeners})))
 
 
-def _event(kind: EventKind, state: PortState, when: float) -> Event:
+LATE_S = 5.0  # a poll this much later than due means the app was stopped or the machine slept
+
+
+def late_after(interval: float) -> float:
+    """How long between two polls means nobody was watching in between."""
+    return max(LATE_S, 3 * interval)
+
+
+def _event(kind: EventKind | WatchKind, state: PortState, when: float) -> Event:
     owner = primary_owner(state)
     username = owner.username if owner else None
     if username is None and state.listeners:
@@ -116,12 +124,23 @@ class Watcher:
         ports: Iterable[Port],
         *,
         log: EventLog | HistoryWriter | None = None,
+        watcher_id: str = "tray",
+        gap_s: float = LATE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.scanner = scanner
         self._ports = list(dict.fromkeys(ports))
         self.history = HistoryWriter(log) if isinstance(log, EventLog) else log
         self.last: Snapshot | None = None
         self.last_error: str | None = None
+        # Who writes the watch events, so that a `portwatch watch --log` ending does not end
+        # the tray's watch of the same port in the history.
+        self.watcher_id = watcher_id
+        self.gap_s = gap_s  # polls further apart than this leave the time between unwatched
+        self.clock = clock
+        # Ports whose "watch-began" is written with the next scan (that sees their state).
+        self._beginning: dict[Port, str] = dict.fromkeys(self._ports, "start")
+        self._watching: set[Port] = set()
 
     @property
     def ports(self) -> list[Port]:
@@ -132,8 +151,69 @@ class Watcher:
         """Why the events log cannot be written right now (its events wait in memory)."""
         return self.history.problem if self.history is not None else None
 
-    def set_ports(self, ports: Iterable[Port]) -> None:
-        self._ports = list(dict.fromkeys(ports))
+    def set_ports(self, ports: Iterable[Port], reason: str = "") -> None:
+        """Watch these ports from now on. `reason` names why ports come or go ("paused",
+        "resumed"); without one they were added or removed."""
+        new = list(dict.fromkeys(ports))
+        gone = [port for port in self._ports if port not in new]
+        self._end(gone, reason or "removed", self.clock())
+        for port in new:
+            if port not in self._ports or port not in self._watching:
+                self._beginning.setdefault(port, reason or "added")
+        for port in gone:
+            self._beginning.pop(port, None)
+        self._ports = new
+
+    def close(self, reason: str = "quit") -> None:
+        """Watching ends: say so in the history (a crash says nothing; see timeline)."""
+        self._end(list(self._ports), reason, self.clock())
+        self._beginning = dict.fromkeys(self._ports, "start")
+
+    def _end(self, ports: list[Port], reason: str, when: float) -> None:
+        ended = [
+            Event(when, port, "watch-ended", code=reason, watcher=self.watcher_id)
+            for port in ports
+            if port in self._watching
+        ]
+        self._watching.difference_update(ports)
+        if ended and self.history is not None:
+            self.history.write(ended)
+
+    def _watch_events(self, snapshot: Snapshot) -> list[Event]:
+        """The "watch-ended"/"watch-began" pairs a gap between polls calls for, and the
+        "watch-began" of ports that start being watched with this scan."""
+        events: list[Event] = []
+        last = self.last
+        if last is not None and self._watching:
+            gap = max(snapshot.time - last.time, snapshot.monotonic - last.monotonic)
+            if gap > self.gap_s:
+                # Asleep or stopped: nothing was seen since the last poll.
+                for port in self._ports:
+                    if port in self._watching:
+                        events.append(
+                            Event(
+                                last.time,
+                                port,
+                                "watch-ended",
+                                code="suspended",
+                                watcher=self.watcher_id,
+                            )
+                        )
+                        self._beginning.setdefault(port, "woke")
+                self._watching.clear()
+        for state in snapshot.states:
+            reason = self._beginning.pop(state.port, None)
+            if reason is None:
+                continue
+            began = replace(
+                _event("watch-began", state, snapshot.time),
+                code=reason,
+                watcher=self.watcher_id,
+                listening=state.listening,
+            )
+            events.append(began)
+            self._watching.add(state.port)
+        return events
 
     def poll(self) -> tuple[Snapshot | None, list[Event]]:
         if not self._ports:
@@ -147,12 +227,16 @@ class Watcher:
             return None, []
         self.last_error = None
         snapshot = carry_owners(self.last, snapshot)
-        events = diff(self.last, snapshot)
+        # A port watched afresh (added, resumed) has no "before" to differ from; one that
+        # woke from a suspend has, and its change is news.
+        fresh = {port for port, reason in self._beginning.items() if reason != "woke"}
+        watch_events = self._watch_events(snapshot)
+        events = [e for e in diff(self.last, snapshot) if e.port not in fresh]
         self.last = snapshot
         if self.history is not None:
             # A full disk must neither stop the watch nor lose the change: it waits in memory.
-            if events:
-                self.history.write(events)
+            if events or watch_events:
+                self.history.write([*watch_events, *events])
             else:
                 self.history.retry()
         return snapshot, events
@@ -168,6 +252,7 @@ class Watcher:
         Scheduling uses the monotonic clock, so a wall-clock jump neither stalls the loop nor
         makes it spin; after a suspend it simply polls once and carries on.
         """
+        self.gap_s = late_after(interval)
         next_at = time.monotonic()
         while not stop.is_set():
             on_poll(*self.poll())

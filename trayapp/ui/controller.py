@@ -66,7 +66,7 @@ class Controller(QObject):
     _log_file_problem = Signal(object)  # str | None, from whichever thread logged
 
     # Queued requests to the worker threads (signals cross threads safely).
-    _set_ports = Signal(list)
+    _set_ports = Signal(list, str)  # ports, why they change ("paused", "resumed", "")
     _set_interval = Signal(float)
     _inspect = Signal(object)
     _terminate = Signal(int, object, bool)
@@ -109,6 +109,11 @@ class Controller(QObject):
         # Entries on other machines: their last check, keyed by the Port carrying their title.
         self.remote_checks: dict[Port, RemoteCheck] = {}
         self._remote: RemoteMonitor | None = None
+
+    @property
+    def event_log(self) -> EventLog | None:
+        """The events log the history windows read (None: this app keeps no history)."""
+        return self._history.log if self._history is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -238,7 +243,7 @@ class Controller(QObject):
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         # Pausing stops the scans themselves, not just the notifications: idle means idle.
-        self._set_ports.emit([] if paused else self.ports())
+        self._set_ports.emit([] if paused else self.ports(), "paused" if paused else "resumed")
         if self.health is not None:
             self.health.set_paused(paused)
         if paused and self._remote is not None:
@@ -265,7 +270,7 @@ class Controller(QObject):
         self.config = config
         self.extra_ports = [p for p in self.extra_ports if config.watched(p) is None]
         if not self.paused:
-            self._set_ports.emit(self.ports())
+            self._set_ports.emit(self.ports(), "")
         if config.interval != old.interval:
             self._set_interval.emit(config.interval)
         if self.health is not None and config.ports != old.ports:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from trayapp.core import status
 from trayapp.core.model import Port
+from trayapp.ui.accessible import name_controls
 from trayapp.ui.controller import Controller
 from trayapp.ui.icons import icon
 from trayapp.ui.shortcuts import close_on_escape
@@ -50,20 +51,24 @@ class OverviewWindow(QWidget):
         self.table = QTreeWidget()
         self.table.setHeaderLabels(list(COLUMNS))
         self.table.setRootIsDecorated(False)
+        self.table.setAccessibleName("Watched ports")
+        self.table.setAccessibleDescription(
+            "One row per watched port with its state and health in words; Enter opens the port"
+        )
         self.table.itemActivated.connect(self._activated)
         layout.addWidget(self.table)
         buttons = QHBoxLayout()
         for text, signal in (
-            ("Check a port...", self.check_port),
-            ("Watch a port...", self.watch_port),
-            ("History...", self.open_history),
-            ("Settings...", self.open_settings),
+            ("&Check a port...", self.check_port),
+            ("&Watch a port...", self.watch_port),
+            ("&History...", self.open_history),
+            ("&Settings...", self.open_settings),
         ):
             button = QPushButton(text)
             button.clicked.connect(signal)
             buttons.addWidget(button)
         buttons.addStretch()
-        quit_button = QPushButton("Quit Port Watch")
+        quit_button = QPushButton("&Quit Port Watch")
         quit_button.clicked.connect(self.quit_requested)
         buttons.addWidget(quit_button)
         layout.addLayout(buttons)
@@ -74,6 +79,7 @@ class OverviewWindow(QWidget):
         self._rows: list[tuple[Port, tuple[str, ...], str]] = []
         self.refresh()
         close_on_escape(self)
+        name_controls(self)
 
     def set_notice(self, text: str) -> None:
         self.notice.setText(text)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QShowEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -26,18 +28,34 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trayapp.core import report
+from trayapp.core import report, timeline
+from trayapp.core.exposure import exposure
+from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState
+from trayapp.core.paths import events_file
 from trayapp.core.probe import ProbeResult
 from trayapp.core.processes import Outcome, refusal
 from trayapp.core.report import PortReport
 from trayapp.platforms.commands import admin_hint, check_commands
+from trayapp.ui.accessible import name_controls, scaled_font
 from trayapp.ui.controller import Controller
+from trayapp.ui.history_store import HistoryStore
 from trayapp.ui.shortcuts import close_on_escape
+from trayapp.ui.timeline_strip import TimelineStrip
 
 log = logging.getLogger(__name__)
 INSPECT_EVERY_MS = 3000
-COLUMNS = ("Address", "Protocol", "IP", "PID", "Process", "User", "Started")
+COLUMNS = ("Address", "Protocol", "IP", "Reachable", "PID", "Process", "User", "Started")
+HISTORY_SPANS = (
+    ("Last hour", timeline.HOUR),
+    ("Last day", timeline.DAY),
+    ("Last week", timeline.WEEK),
+)
+REACH_WORDS = {
+    "loopback": "this machine only",
+    "all-interfaces": "other machines too",
+    "network": "other machines too",
+}
 
 Ask = Callable[[QWidget, str, str], bool]
 Tell = Callable[[QWidget, str, str], None]
@@ -94,12 +112,16 @@ class PortWindow(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(content)
+        scroll.setAccessibleName("Details")
+        scroll.setAccessibleDescription(
+            "Listeners, process, diagnosis, port range and commands; arrow keys scroll"
+        )
         self.heading = QLabel()
         self.heading.setObjectName("heading")
-        self.heading.setStyleSheet("font-size: 16pt; font-weight: bold;")
+        scaled_font(self.heading, 1.6, bold=True)
         self.status = _selectable(QLabel("Checking..."))
         self.status.setObjectName("status")
-        self.status.setStyleSheet("font-size: 12pt;")
+        scaled_font(self.status, 1.2)
         self.known = _selectable(QLabel())
         self.health = _selectable(QLabel())
         self.health.setObjectName("health")
@@ -107,14 +129,24 @@ class PortWindow(QWidget):
         outer.addWidget(self.status)
         outer.addWidget(self.known)
         outer.addWidget(self.health)
+        outer.addWidget(self._history_box())
 
         self.listeners = QTreeWidget()
         self.listeners.setHeaderLabels(list(COLUMNS))
+        self.listeners.setAccessibleName("Listeners")
+        self.listeners.setAccessibleDescription(
+            "One row per socket and process: address, protocol, IP version, who can reach it, "
+            "pid, process, user, start time. Arrow keys choose the process shown below."
+        )
         self.listeners.setRootIsDecorated(False)
         self.listeners.setMinimumHeight(70)
         self.listeners.setMaximumHeight(140)  # a few sockets; the details below matter more
         self.listeners.currentItemChanged.connect(self._show_owner)
         layout.addWidget(self.listeners)
+        self.exposure_note = _selectable(QLabel())
+        self.exposure_note.setObjectName("exposure")
+        self.exposure_note.setWordWrap(True)
+        layout.addWidget(self.exposure_note)
 
         owner_box = QGroupBox("Process")
         form = QFormLayout(owner_box)
@@ -159,6 +191,8 @@ class PortWindow(QWidget):
             line.setReadOnly(True)
             line.setCursorPosition(0)
             copy = QPushButton("Copy")
+            copy.setAccessibleName(f"Copy: {description}")
+            line.setAccessibleName(description)
             copy.clicked.connect(lambda _=False, c=command: QGuiApplication.clipboard().setText(c))
             row = QHBoxLayout()
             row.addWidget(line)
@@ -169,19 +203,20 @@ class PortWindow(QWidget):
         outer.addWidget(scroll, 1)
 
         buttons = QHBoxLayout()
-        self.copy_button = QPushButton("Copy details")
+        self.copy_button = QPushButton("Cop&y details")
         self.copy_button.clicked.connect(self.copy_details)
-        self.browser_button = QPushButton(f"Open http://localhost:{self.port.number}")
+        self.browser_button = QPushButton(f"&Open http://localhost:{self.port.number}")
         self.browser_button.clicked.connect(self.open_browser)
         self.browser_button.setVisible(self.port.protocol == "tcp")
-        self.terminate_button = QPushButton("Terminate...")
+        self.terminate_button = QPushButton("&Terminate...")
         self.terminate_button.clicked.connect(self.terminate_owner)
-        self.health_button = QPushButton("Check health")
+        self.health_button = QPushButton("Check &health")
         self.health_button.clicked.connect(self.check_health)
         self.health_button.setVisible(self.port.protocol == "tcp")
         self.watch_button = QPushButton()
         self.watch_button.clicked.connect(self.toggle_watch)
         close = QPushButton("Close")
+        close.setAccessibleDescription("Close this window (Escape)")
         close.clicked.connect(self.close)
         for button in (
             self.copy_button,
@@ -197,6 +232,7 @@ class PortWindow(QWidget):
         close_on_escape(self)
         self._refresh_watch_button()
         self._render()
+        name_controls(self)
 
     # -- live data -------------------------------------------------------------------------
     def request_refresh(self) -> None:
@@ -292,15 +328,69 @@ class PortWindow(QWidget):
             )
         self.diagnosis.setText("".join(parts) or "Checking...")
 
+    def _history_box(self) -> QGroupBox:
+        """This port's timeline; the log is read once the window shows, on a thread."""
+        box = QGroupBox("&History")
+        row = QHBoxLayout(box)
+        self.history_store = HistoryStore(self.controller.event_log or EventLog(events_file()))
+        self.history_store.changed.connect(self._show_history)
+        self.history_strip = TimelineStrip(self.controller.title(self.port))
+        self.history_span = QComboBox()
+        self.history_span.setAccessibleName("History span")
+        self.history_span.setAccessibleDescription("How far back the timeline goes")
+        for text, seconds in HISTORY_SPANS:
+            self.history_span.addItem(text, seconds)
+        self.history_span.setCurrentIndex(1)
+        self.history_span.currentIndexChanged.connect(self._show_history)
+        self.history_words = QLabel("Reading the history...")
+        self.history_words.setAccessibleName("History summary")
+        self.history_words.setMinimumWidth(170)
+        row.addWidget(self.history_span)
+        row.addWidget(self.history_strip, 1)
+        row.addWidget(self.history_words)
+        self.controller.events.connect(self._refresh_history)  # a method: no lambda keeps us
+        return box
+
+    def _refresh_history(self, _events: object = None) -> None:
+        if self.isVisible():
+            self.history_store.refresh()
+
+    def _show_history(self) -> None:
+        if not self.history_store.loaded:
+            return
+        now = time.time()
+        seconds = float(self.history_span.currentData())
+        spans = self.history_store.spans.get(self.port, [])
+        totals = timeline.totals(spans, now - seconds, now)
+        ratio = totals.uptime_ratio
+        self.history_words.setText(
+            f"{ratio:.1%} up while watched" if ratio is not None else "not watched"
+        )
+        summary = f"{self.port}, {self.history_span.currentText().lower()}: "
+        summary += timeline.totals_text(totals)
+        self.history_words.setToolTip(summary)
+        self.history_strip.set_periods(spans, now - seconds, now, summary)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.history_store.refresh()
+
     def _fill_listeners(self, state: PortState | None) -> None:
         current = self.listeners.currentIndex().row()
         self.listeners.clear()
         rows: list[tuple[list[str], Owner | None, str | None]] = []
+        notes: dict[str, None] = {}
         for listener in state.listeners if state else ():
+            owner_name = listener.owners[0].full_name if listener.owners else None
+            seen = exposure(listener, owner_name)
+            notes[f"{listener.address}: reachable {seen.text}."] = None
+            if seen.warning:
+                notes[f"Warning: {seen.warning}. To fix, {seen.fix}."] = None
             base = [
                 listener.address,
                 listener.protocol.upper(),
                 report.FAMILY_TEXT[listener.family],
+                REACH_WORDS[seen.reach],
             ]
             if not listener.owners:
                 user = listener.username or (f"uid {listener.uid}" if listener.uid else "?")
@@ -320,6 +410,9 @@ class PortWindow(QWidget):
                         owner.username,
                     )
                 )
+        warn = any(note.startswith("Warning:") for note in notes)
+        self.exposure_note.setText("\n".join(notes))
+        self.exposure_note.setStyleSheet("color: #b45309;" if warn else "")
         for texts, row_owner, row_user in rows:
             item = QTreeWidgetItem(texts)
             item.setData(0, Qt.ItemDataRole.UserRole, (row_owner, row_user))
@@ -436,7 +529,7 @@ class PortWindow(QWidget):
 
     def _refresh_watch_button(self) -> None:
         watched = self.controller.is_watched(self.port)
-        self.watch_button.setText("Stop watching" if watched else "Watch this port")
+        self.watch_button.setText("Stop &watching" if watched else "&Watch this port")
         self._render_title()
 
     def _render_title(self) -> None:

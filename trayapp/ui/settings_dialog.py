@@ -32,6 +32,7 @@ from trayapp.core.apikey import ENV_KEY, ENV_KEYFILE, choose_key, clean_key
 from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, format_ports, parse_ports
 from trayapp.platforms.autostart import Autostart, AutostartError, default_command
+from trayapp.ui.accessible import name_controls, with_mnemonic
 from trayapp.ui.controller import Controller
 from trayapp.ui.remote_settings import RemoteEntries
 
@@ -81,17 +82,27 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Port Watch Settings")
         self.resize(760, 620)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Watched ports (a range like 8000-8010 adds one row per port):"))
         self.table = QTableWidget(0, len(HEADERS))
+        ports_label = QLabel("Watched &ports (a range like 8000-8010 adds one row per port):")
+        ports_label.setBuddy(self.table)
+        layout.addWidget(ports_label)
+        self.table.setAccessibleName("Watched ports")
+        self.table.setAccessibleDescription(
+            "One row per port: port, label, notify on start, on stop, muted, health check "
+            "interval, API key. Arrow keys move, F2 or typing edits, Space ticks a box."
+        )
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move inside
         self.table.setHorizontalHeaderLabels(list(HEADERS))
         self.table.horizontalHeader().setSectionResizeMode(LABEL, QHeaderView.ResizeMode.Stretch)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.itemChanged.connect(self.validate)
         layout.addWidget(self.table)
         row_buttons = QHBoxLayout()
-        self.add_button = QPushButton("Add")
+        self.add_button = QPushButton("&Add")
+        self.add_button.setAccessibleDescription("Add a row for a port")
         self.add_button.clicked.connect(lambda: self.add_row(None))
-        self.remove_button = QPushButton("Remove")
+        self.remove_button = QPushButton("&Remove")
+        self.remove_button.setAccessibleDescription("Remove the selected rows")
         self.remove_button.clicked.connect(self.remove_selected)
         row_buttons.addWidget(self.add_button)
         row_buttons.addWidget(self.remove_button)
@@ -110,6 +121,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.remotes)
 
         form = QFormLayout()
+        used = {"p", "a", "r", "s", "c"}  # the table's label, Add, Remove, Save, Cancel
         self.inputs: dict[str, QDoubleSpinBox | QCheckBox | QLineEdit] = {}
         config = controller.config
         for setting in cfg.SETTINGS:
@@ -131,7 +143,8 @@ class SettingsDialog(QDialog):
             widget.setToolTip(setting.help)
             widget.setObjectName(setting.key)
             self.inputs[setting.key] = widget
-            form.addRow(setting.label, self._with_chooser(widget))
+            widget.setAccessibleDescription(setting.help)
+            form.addRow(with_mnemonic(setting.label, used), self._with_chooser(widget))
         start_box = self.inputs["start_at_login"]
         if isinstance(start_box, QCheckBox):
             start_box.setChecked(autostart.is_enabled())
@@ -147,6 +160,7 @@ class SettingsDialog(QDialog):
         for entry in config.ports:
             self.add_row(entry)
         self.validate()
+        name_controls(self)
 
     def _with_chooser(self, widget: QWidget) -> QWidget:
         """A folder setting gets a button that opens the folder chooser."""
@@ -157,9 +171,11 @@ class SettingsDialog(QDialog):
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(widget)
         choose = QPushButton("Choose...")
+        choose.setAccessibleName("Choose a folder")
         choose.setObjectName(f"{widget.objectName()}_choose")
         choose.clicked.connect(lambda: self._choose_folder(widget))
         box.addWidget(choose)
+        row.setFocusProxy(widget)  # the row's label's mnemonic lands in the field
         return row
 
     def _choose_folder(self, field: QLineEdit) -> None:

@@ -21,11 +21,10 @@ from trayapp.core.processes import terminate
 from trayapp.core.report import PortReport
 from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.service_check import ServiceMemory, run_check
-from trayapp.core.watcher import Watcher
+from trayapp.core.watcher import Watcher, late_after
 from trayapp.core.writeback import HistoryWriter
 
 log = logging.getLogger(__name__)
-LATE_S = 5.0  # a poll this much later than due means the app was stopped or the machine slept
 
 
 class ScanWorker(QObject):
@@ -57,7 +56,12 @@ class ScanWorker(QObject):
     @Slot()
     def start(self) -> None:
         # Created here so the scanner (netlink socket, caches) belongs to this thread.
-        self._watcher = Watcher(self._factory(), self._ports, log=self._log)
+        self._watcher = Watcher(
+            self._factory(),
+            self._ports,
+            log=self._log,
+            gap_s=late_after(self._interval_ms / 1000),
+        )
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)  # re-armed after each poll: slow scans never pile up
         self._timer.timeout.connect(self.poll)
@@ -69,7 +73,7 @@ class ScanWorker(QObject):
             return
         if self._due is not None:
             late = time.monotonic() - self._due
-            if late > max(LATE_S, 3 * self._interval_ms / 1000):
+            if late > late_after(self._interval_ms / 1000):
                 # The single-shot timer fires once however long we slept: one poll catches up.
                 log.info("woke %.0f s late (suspended or stopped): one catch-up poll", late)
         try:
@@ -94,11 +98,11 @@ class ScanWorker(QObject):
             # Paused, or nothing watched: no timer, no scans, until set_ports() says otherwise.
             self._due = None
 
-    @Slot(list)
-    def set_ports(self, ports: list[Port]) -> None:
+    @Slot(list, str)
+    def set_ports(self, ports: list[Port], reason: str = "") -> None:
         self._ports = ports
         if self._watcher is not None:
-            self._watcher.set_ports(ports)
+            self._watcher.set_ports(ports, reason)
             if self._timer is not None:
                 self._timer.stop()
             self.poll()
@@ -106,6 +110,8 @@ class ScanWorker(QObject):
     @Slot(float)
     def set_interval(self, seconds: float) -> None:
         self._interval_ms = int(seconds * 1000)
+        if self._watcher is not None:
+            self._watcher.gap_s = late_after(seconds)
 
     @Slot(object)
     def inspect(self, port: Port) -> None:
@@ -129,6 +135,7 @@ class ScanWorker(QObject):
         if self._timer is not None:
             self._timer.stop()
         if self._watcher is not None:
+            self._watcher.close("quit")
             self._watcher.scanner.close()
             self._watcher = None
 

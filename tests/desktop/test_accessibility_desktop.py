@@ -1,0 +1,361 @@
+"""The windows as a screen reader and a keyboard-only user meet them, on the real desktop
+(Xvfb + D-Bus + dunst + xfce4-panel) with the real app: its accessibility tree read through
+AT-SPI (Debian's at-spi2-core and python3-pyatspi, in a /usr/bin/python3 child process), the
+port window and Settings driven by keys alone (xdotool), windows opened from the tray's menu
+the way the panel does it (dbusmenu Event "clicked").
+Screenshots: test-artifacts/desktop/a11y-*.png (the README's History and port window).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import missing_part
+from trayapp.core.events import Event
+from trayapp.core.history import EventLog
+from trayapp.core.model import Port
+
+from .app_support import App, free_port, start_server, write_config
+from .harness import Desktop, wait_until
+
+HERE = Path(__file__).resolve().parent
+READER = HERE / "atspi_reader.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+# Roles a person operates: each must have a name a screen reader can say.
+CONTROL_ROLES = {
+    "push button",
+    "check box",
+    "combo box",
+    "table",
+    "tree table",
+    "list",
+    "text",
+    "spin button",
+    "password text",
+    "tree",
+}
+
+
+def require_atspi() -> None:
+    checker = "import pyatspi"
+    if (
+        shutil.which("at-spi-bus-launcher") is None
+        and not Path("/usr/libexec/at-spi-bus-launcher").exists()
+    ):
+        missing_part("AT-SPI is not installed (Debian package at-spi2-core)")
+    if (
+        not Path(SYSTEM_PYTHON).exists()
+        or subprocess.run([SYSTEM_PYTHON, "-c", checker], capture_output=True).returncode != 0
+    ):
+        missing_part("pyatspi is not installed (Debian package python3-pyatspi)")
+
+
+class Reader:
+    """Asks the AT-SPI registry about the app, through the reader script."""
+
+    def __init__(self, desktop: Desktop, pid: int) -> None:
+        self.desktop = desktop
+        self.pid = pid
+
+    def _run(self, command: str) -> Any:
+        done = subprocess.run(
+            [SYSTEM_PYTHON, str(READER), command, str(self.pid)],
+            env=self.desktop._tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def tree(self) -> list[dict[str, Any]]:
+        nodes = self._run("tree")
+        return nodes or []
+
+    def focused(self) -> dict[str, Any] | None:
+        focused: dict[str, Any] | None = self._run("focused")
+        return focused
+
+    def window(self, title: str) -> list[dict[str, Any]]:
+        """The nodes of the top-level window named `title`."""
+        nodes = self.tree()
+        tops = [n["path"] for n in nodes if "/" not in n["path"] and n["name"] == title]
+        if not tops:
+            return []
+        return [n for n in nodes if n["path"] == tops[0] or n["path"].startswith(tops[0] + "/")]
+
+
+def click_menu(desktop: Desktop, label_start: str) -> None:
+    """What the panel sends when a menu item is clicked: dbusmenu's Event "clicked"."""
+    [item] = wait_until(desktop.tray_items, 20, message="the app's tray item")
+    service, _, path = item.partition("/")
+    (menu_path,) = desktop.dbus_call(
+        service,
+        "/" + (path or "StatusNotifierItem"),
+        "org.freedesktop.DBus.Properties.Get",
+        "string:org.kde.StatusNotifierItem",
+        "string:Menu",
+    )
+    _revision, layout = desktop.dbus_call(
+        service,
+        menu_path,
+        "com.canonical.dbusmenu.GetLayout",
+        "int32:0",
+        "int32:-1",
+        "array:string:label",
+    )
+    found: list[int] = []
+
+    def walk(node: Any) -> None:
+        ident, props, children = node
+        if isinstance(props, dict) and str(props.get("label", "")).startswith(label_start):
+            found.append(int(ident))
+        for child in children:
+            walk(child)
+
+    walk(layout)
+    assert found, f"no menu item {label_start!r}"
+    desktop.dbus_call(
+        service,
+        menu_path,
+        "com.canonical.dbusmenu.Event",
+        f"int32:{found[0]}",
+        "string:clicked",
+        "variant:int32:0",
+        "uint32:0",
+    )
+
+
+def unnamed_controls(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        n
+        for n in nodes
+        if n["role"] in CONTROL_ROLES
+        and n["showing"]
+        and not n["name"].strip()
+        # A combo box's and a table's inner list/cells are parts, named by their whole.
+        and not (n["role"] == "list" and n["path"].count("/") > 1)
+    ]
+
+
+@pytest.fixture
+def running(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
+    require_atspi()
+    port = free_port()
+    write_config(app_home, port, "Test API")
+    # An hour of history before this run, so the strips have something to show.
+    now = time.time()
+    log = EventLog(app_home / "data" / "events.jsonl")
+    p = Port(port)
+    log.append(
+        [
+            Event(
+                now - 3600,
+                p,
+                "watch-began",
+                listening=True,
+                pid=4242,
+                name="uvicorn",
+                code="start",
+                watcher="tray",
+            ),
+            Event(now - 2400, p, "unhealthy", code="http-5xx", detail="HTTP 503"),
+            Event(now - 2100, p, "healthy", code="healthy"),
+            Event(now - 1500, p, "stopped", pid=4242, name="uvicorn"),
+            Event(now - 1200, p, "watch-ended", code="quit", watcher="tray"),
+        ]
+    )
+    server = start_server(port)
+    app = App(desktop, app_home, env={"QT_LINUX_ACCESSIBILITY_ALWAYS_ON": "1"})
+    try:
+        wait_until(desktop.tray_items, 30, message="the app's tray item")
+        yield app, port
+    finally:
+        server.terminate()
+        server.wait(10)
+        if app.proc.poll() is None:
+            app.proc.send_signal(signal.SIGTERM)
+        _code, err = app.finish()
+        assert "Traceback" not in err, err
+
+
+def focus(desktop: Desktop, title: str) -> int:
+    [wid] = wait_until(lambda: desktop.find_windows(name=title), 15, message=title)
+    desktop.run(["xdotool", "windowfocus", "--sync", str(wid)], check=False)
+    return wid
+
+
+@pytest.mark.timeout(240)
+def test_windows_through_atspi_and_by_keyboard(
+    desktop: Desktop, running: tuple[App, int], app_home: Path
+) -> None:
+    app, port = running
+    reader = Reader(desktop, app.proc.pid)
+
+    # 1. History: every control named; a strip per port that says its state in words.
+    click_menu(desktop, "History...")
+    focus(desktop, "^Port Watch History$")
+    history = wait_until(
+        lambda: [
+            n for n in reader.window("Port Watch History") if n["name"].startswith("Timeline of")
+        ],
+        20,
+        message="the History window's strips through AT-SPI",
+    )
+    nodes = reader.window("Port Watch History")
+    assert unnamed_controls(nodes) == []
+    [strip] = history
+    assert strip["name"] == f"Timeline of {port} Test API"
+    assert f"{port} Test API: now up" in strip["description"]
+    assert "not watched" in strip["description"] and "% of the watched time" in strip["description"]
+    names = {n["name"] for n in nodes}
+    assert {"Periods", "Refresh", "Export CSV...", "Export JSON...", "Close"} <= names
+    desktop.key("alt+s")  # Show: the last hour, by keyboard
+    desktop.key("Home")
+    wait_until(
+        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
+        10,
+        message="the last hour chosen",
+    )
+    time.sleep(0.5)
+    desktop.screenshot("a11y-history")
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
+
+    # 2. The port window: named controls, exposure and health in words.
+    click_menu(desktop, f"{port} Test API")
+    title = f"What's on port {port}/tcp"
+    focus(desktop, title)
+    nodes = wait_until(
+        lambda: [n for n in reader.tree() if n["name"] == "Listeners"] and reader.tree(),
+        20,
+        message="the port window through AT-SPI",
+    )
+    window = [n for n in nodes if n["path"].split("/")[0] == _top(nodes, title)]
+    assert unnamed_controls(window) == []
+    texts = " ".join(n["name"] for n in window)
+    assert "127.0.0.1: reachable only from this machine (loopback)." in texts
+    assert any(n["name"] == f"Timeline of {port} Test API" for n in window)
+    desktop.key("alt+h")  # History: the group's mnemonic lands in its span chooser
+    desktop.key("Home")
+    wait_until(
+        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
+        10,
+        message="the port window's last hour chosen",
+    )
+    time.sleep(0.5)
+    desktop.screenshot("a11y-port-window")
+
+    # 3. Keyboard only: Tab walks every control and comes back; Alt+W stops watching, again
+    # starts; Escape closes.
+    seen: list[str] = []
+    for _ in range(40):
+        desktop.key("Tab")
+        focused = wait_until(reader.focused, 5, message="something focused")
+        seen.append(f"{focused['role']}:{focused['name']}")
+        if len(seen) > 3 and seen[-1] == seen[0]:
+            break
+    assert seen[-1] == seen[0], f"Tab did not come round: {seen}"
+    chain = " | ".join(seen)
+    for wanted in (
+        "combo box:",
+        f"filler:Timeline of {port} Test API",
+        "tree:Listeners",
+        "push button:Copy details",
+        "push button:Check health",
+        "push button:Terminate...",
+        "push button:Stop watching",
+        "push button:Close",
+    ):
+        assert wanted in chain, (wanted, seen)
+    desktop.key("alt+w")
+    wait_until(
+        lambda: str(port) not in (app_home / "config" / "config.json").read_text(),
+        10,
+        message="Alt+W stopped watching (saved)",
+    )
+    desktop.key("alt+w")
+    wait_until(
+        lambda: str(port) in (app_home / "config" / "config.json").read_text(),
+        10,
+        message="Alt+W watched again",
+    )
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name=title), 10, message="port window closed")
+
+    # 4. Settings by keyboard: Alt+A adds a row, typing fills the port, Return ends the edit,
+    # Return again saves (Save is the default button); Escape leaves a second one unchanged.
+    click_menu(desktop, "Settings...")
+    focus(desktop, "^Port Watch Settings$")
+    nodes = wait_until(
+        lambda: (
+            [n for n in reader.tree() if n["name"] == "Watched ports" and n["role"] == "table"]
+            and reader.tree()
+        ),
+        20,
+        message="Settings through AT-SPI",
+    )
+    settings = [n for n in nodes if n["path"].split("/")[0] == _top(nodes, "Port Watch Settings")]
+    assert unnamed_controls(settings) == []
+    desktop.key("alt+a")
+    # A mnemonic "clicks" the button animated, about 0.1 s later: a person sees the new row
+    # appear before typing.
+    time.sleep(0.6)
+    desktop.run(["xdotool", "type", "--delay", "30", "8123"])
+    desktop.key("Return")
+    desktop.screenshot("a11y-settings-typed")
+    desktop.key("Return")
+    wait_until(
+        lambda: not desktop.find_windows(name="^Port Watch Settings$"), 10, message="saved, closed"
+    )
+    saved = json.loads((app_home / "config" / "config.json").read_text())
+    assert [entry["port"] for entry in saved["ports"]] == [port, 8123]
+    wait_until(
+        lambda: any(
+            label.startswith("8123") for label in desktop.tray_menu_labels(desktop.tray_items()[0])
+        ),
+        10,
+        message="the new port in the menu",
+    )
+    # Arrow keys in the table: Alt+P focuses it, Down selects the new row, Alt+R removes it,
+    # Return saves.
+    click_menu(desktop, "Settings...")
+    focus(desktop, "^Port Watch Settings$")
+    desktop.key("alt+p")  # the table, through its label's mnemonic
+    table = wait_until(reader.focused, 5, message="the table focused")
+    assert (table["role"], table["name"]) == ("table", "Watched ports"), table
+    desktop.key("Down")
+    desktop.key("alt+r")
+    time.sleep(0.6)  # the animated click
+    desktop.key("Return")
+    wait_until(lambda: not desktop.find_windows(name="^Port Watch Settings$"), 10, message="saved")
+    config = json.loads((app_home / "config" / "config.json").read_text())
+    assert [entry["port"] for entry in config["ports"]] == [port]
+    # Escape cancels: nothing changes.
+    click_menu(desktop, "Settings...")
+    focus(desktop, "^Port Watch Settings$")
+    desktop.key("alt+a")
+    time.sleep(0.6)
+    desktop.run(["xdotool", "type", "--delay", "30", "9999"])
+    desktop.key("Escape")  # ends the cell's edit
+    desktop.key("Escape")  # cancels the dialog
+    wait_until(
+        lambda: not desktop.find_windows(name="^Port Watch Settings$"), 10, message="cancelled"
+    )
+    assert json.loads((app_home / "config" / "config.json").read_text()) == config
+
+
+def _top(nodes: list[dict[str, Any]], title: str) -> str:
+    for node in nodes:
+        if "/" not in node["path"] and node["name"].startswith(title):
+            return str(node["path"])
+    raise AssertionError(f"no window {title!r} in the accessibility tree")

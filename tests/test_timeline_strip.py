@@ -1,0 +1,150 @@
+"""The timeline strip as painted (real Qt, offscreen): each state stands out from light and dark
+backgrounds, states differ in shape and not only colour, hover and arrow keys say what a
+stretch was; and the port window shows its port's strip from the real log."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor, QImage, QPalette
+from pytestqt.qtbot import QtBot
+
+from tests.ui_support import make_controller
+from trayapp.core import timeline
+from trayapp.core.events import Event
+from trayapp.core.history import EventLog
+from trayapp.core.model import Port
+from trayapp.ui.controller import Controller
+from trayapp.ui.port_window import PortWindow
+from trayapp.ui.timeline_strip import TimelineStrip
+
+BACKGROUNDS = {"light": QColor("#f3f4f6"), "dark": QColor("#1f2937")}
+T0 = 1_790_000_000.0
+P = Port(60610)
+
+
+def luma(color: QColor) -> float:
+    return 0.299 * color.red() + 0.587 * color.green() + 0.114 * color.blue()
+
+
+def one_state(state: timeline.State) -> list[timeline.Period]:
+    began = Event(T0, P, "watch-began", listening=state != "down", pid=4, name="uvicorn")
+    return [timeline.Period(P, T0, T0 + 100, state, began, 4, "uvicorn", "alice")]
+
+
+def painted(qtbot: QtBot, spans: list[timeline.Period], background: QColor) -> QImage:
+    strip = TimelineStrip("60610")
+    qtbot.addWidget(strip)
+    palette = strip.palette()
+    palette.setColor(QPalette.ColorRole.Window, background)
+    strip.setPalette(palette)
+    strip.setAutoFillBackground(True)
+    strip.resize(120, 24)
+    strip.set_periods(spans, T0, T0 + 100, "")
+    return strip.grab().toImage()
+
+
+def grey(image: QImage) -> list[float]:
+    return [
+        luma(image.pixelColor(x, y)) for y in range(image.height()) for x in range(image.width())
+    ]
+
+
+@pytest.mark.parametrize("background", list(BACKGROUNDS))
+def test_each_state_stands_out_from_light_and_dark(qtbot: QtBot, background: str) -> None:
+    colour = BACKGROUNDS[background]
+    base = luma(colour)
+    for state in timeline.STATES:
+        pixels = grey(painted(qtbot, one_state(state), colour))
+        contrasting = sum(abs(value - base) > 60 for value in pixels) / len(pixels)
+        # Bars fill much of the strip; the not-watched dotted line a little, but clearly.
+        wanted = 0.06 if state == "unwatched" else 0.3
+        assert contrasting > wanted, (state, background, round(contrasting, 3))
+
+
+@pytest.mark.parametrize("background", list(BACKGROUNDS))
+def test_states_differ_in_shape_not_only_colour(qtbot: QtBot, background: str) -> None:
+    """Compared in grey, what a colour-blind eye (or a grey theme) still sees."""
+    colour = BACKGROUNDS[background]
+    images = {state: grey(painted(qtbot, one_state(state), colour)) for state in timeline.STATES}
+    for a, b in itertools.combinations(timeline.STATES, 2):
+        differing = sum(abs(x - y) > 40 for x, y in zip(images[a], images[b], strict=True))
+        assert differing > 0.1 * len(images[a]), (a, b, background, differing)
+
+
+def test_hover_and_arrow_keys_say_what_when_and_who(qtbot: QtBot) -> None:
+    events = [
+        Event(T0, P, "watch-began", listening=True, pid=4, name="uvicorn", username="alice"),
+        Event(T0 + 60, P, "stopped", pid=4, name="uvicorn"),
+        Event(T0 + 90, P, "watch-ended", code="quit"),
+    ]
+    spans = timeline.periods(events)[P]
+    strip = TimelineStrip("60610 Bluesky")
+    qtbot.addWidget(strip)
+    strip.resize(100, 24)
+    strip.set_periods(spans, T0, T0 + 100, "summary words")
+    strip.show()
+    qtbot.waitExposed(strip)
+
+    def at(share: float) -> str:
+        return str(strip.text_at(int(strip.width() * share)))
+
+    assert at(0.1).startswith("up from ")
+    assert "(1 min 0 s), uvicorn (pid 4, user alice)" in at(0.1)
+    assert at(0.7).startswith("down from ") and "(30 s)" in at(0.7)
+    assert at(0.95).startswith("not watched from ")
+    said: list[str] = []
+    strip.described.connect(said.append)
+    strip.setFocus()
+    qtbot.keyClick(strip, Qt.Key.Key_Home)
+    qtbot.keyClick(strip, Qt.Key.Key_Right)
+    qtbot.keyClick(strip, Qt.Key.Key_End)
+    assert [s.split(" from ")[0] for s in said] == ["up", "down", "not watched"]
+    assert strip.accessibleDescription().startswith("not watched from ")
+    assert strip.accessibleDescription().endswith("summary words")
+    assert strip.accessibleName() == "Timeline of 60610 Bluesky"
+    # Hover: Qt's tooltip event at a point shows that stretch's words.
+    from PySide6.QtWidgets import QToolTip
+
+    qtbot.mouseMove(strip, QPoint(10, 10))
+    qtbot.waitUntil(lambda: QToolTip.isVisible() and QToolTip.text().startswith("up"), timeout=5000)
+
+
+@pytest.fixture
+def controller(portwatch_home: Path) -> Iterator[Controller]:
+    log = EventLog(portwatch_home / "data" / "events.jsonl")
+    made = make_controller(portwatch_home, [], log=log)  # writes nothing of its own for P
+    made.start()
+    yield made
+    made.stop()
+
+
+def test_the_port_window_shows_its_ports_strip(qtbot: QtBot, controller: Controller) -> None:
+    log = controller.event_log
+    assert log is not None
+    now = time.time()
+    log.append(
+        [
+            Event(now - 3000, P, "watch-began", listening=True, pid=7, name="uvicorn"),
+            Event(now - 1800, P, "stopped", pid=7, name="uvicorn"),
+            Event(now - 1200, P, "watch-ended", code="quit"),
+            Event(now - 1200, Port(8080), "watch-began", listening=True, pid=8, name="node"),
+        ]
+    )
+    window = PortWindow(controller, P)
+    qtbot.addWidget(window)
+    window.show()
+    window.history_span.setCurrentIndex(0)  # the last hour
+    qtbot.waitUntil(lambda: "up while watched" in window.history_words.text(), timeout=10000)
+    strip = window.history_strip
+    # Up 20 min, down 10 min, of the 30 min watched; this port's periods only.
+    assert window.history_words.text() == "66.7% up while watched"
+    assert "not watched" in str(strip.text_at(0))
+    assert "down from" in str(strip.text_at(int(strip.width() * 0.6)))
+    assert "node" not in strip.accessibleDescription()
+    window.close()
