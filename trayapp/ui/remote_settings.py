@@ -61,6 +61,11 @@ class RemoteEntries(QWidget):
         layout.addWidget(QLabel("Services on other machines (host:port, or an http(s) URL):"))
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setObjectName("remote_table")
+        self.table.setAccessibleName("Services on other machines")
+        self.table.setAccessibleDescription(
+            "One row per service on another machine: host and port or URL, label, mute, "
+            "seconds between checks, API key, and whether the key may go over plain HTTP"
+        )
         self.table.setHorizontalHeaderLabels(list(HEADERS))
         self.table.horizontalHeader().setSectionResizeMode(TARGET, QHeaderView.ResizeMode.Stretch)
         self.table.itemChanged.connect(lambda _item: self._on_change())
@@ -71,8 +76,10 @@ class RemoteEntries(QWidget):
         layout.addWidget(self.table)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add host")
+        self.add_button.setAccessibleDescription("Add a row for a service on another machine")
         self.add_button.clicked.connect(lambda: self.add_row(None))
         self.remove_button = QPushButton("Remove host")
+        self.remove_button.setAccessibleDescription("Remove the selected hosts")
         self.remove_button.clicked.connect(self.remove_selected)
         buttons.addWidget(self.add_button)
         buttons.addWidget(self.remove_button)
