@@ -15,9 +15,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
 from trayapp.core.apikey import KeyChoice, clean_key
@@ -249,22 +250,7 @@ def from_dict(data: object) -> tuple[Config, list[str]]:
 def _remotes(value: object) -> tuple[tuple[WatchedRemote, ...], list[str]]:
     if not isinstance(value, list):
         return (), ["'remotes' must be a list"]
-    problems: list[str] = []
-    entries: dict[RemoteTarget, WatchedRemote] = {}
-    for index, item in enumerate(value):
-        try:
-            entry = remote_from_dict(item, problems)
-        except ValueError as exc:
-            problems.append(f"remote entry {index + 1} dropped ({exc})")
-            continue
-        if entry.target in entries:
-            problems.append(f"remote entry {index + 1} dropped (a duplicate of {entry.target})")
-            continue
-        if len(entries) >= MAX_WATCHED:
-            problems.append(f"remote entries past the first {MAX_WATCHED} dropped")
-            break
-        entries[entry.target] = entry
-    return tuple(entries.values()), problems
+    return _entries(value, remote_from_dict, lambda e: e.target, "remote entry", "remote entries")
 
 
 def remote_from_dict(item: object, notes: list[str] | None = None) -> WatchedRemote:
@@ -341,21 +327,35 @@ def _scalar(setting: Setting, value: object) -> tuple[object, str | None]:
 def _ports(value: object) -> tuple[tuple[WatchedPort, ...], list[str]]:
     if not isinstance(value, list):
         return Config().ports, ["'ports' must be a list"]
+    return _entries(value, watched_from_dict, lambda e: e.port, "port entry", "ports")
+
+
+Entry = TypeVar("Entry")
+
+
+def _entries(
+    items: list[object],
+    parse: Callable[[object, list[str]], Entry],
+    key: Callable[[Entry], object],
+    noun: str,
+    plural: str,
+) -> tuple[tuple[Entry, ...], list[str]]:
+    """Every usable entry once, at most MAX_WATCHED; what was dropped, and why, in `problems`."""
     problems: list[str] = []
-    entries: dict[Port, WatchedPort] = {}
-    for index, item in enumerate(value):
+    entries: dict[object, Entry] = {}
+    for index, item in enumerate(items):
         try:
-            entry = watched_from_dict(item, problems)
+            entry = parse(item, problems)
         except ValueError as exc:
-            problems.append(f"port entry {index + 1} dropped ({exc})")
+            problems.append(f"{noun} {index + 1} dropped ({exc})")
             continue
-        if entry.port in entries:
-            problems.append(f"port entry {index + 1} dropped (a duplicate of {entry.port})")
+        if key(entry) in entries:
+            problems.append(f"{noun} {index + 1} dropped (a duplicate of {key(entry)})")
             continue
         if len(entries) >= MAX_WATCHED:
-            problems.append(f"ports past the first {MAX_WATCHED} dropped")
+            problems.append(f"{plural} past the first {MAX_WATCHED} dropped")
             break
-        entries[entry.port] = entry
+        entries[key(entry)] = entry
     return tuple(entries.values()), problems
 
 

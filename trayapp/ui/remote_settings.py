@@ -24,6 +24,7 @@ from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
 from trayapp.core.apikey import clean_key
 from trayapp.core.remote import RemoteSpecError, RemoteTarget, check_ca_file, parse_remote
 from trayapp.core.remote_report import ENV_URI, suggested_target
+from trayapp.ui.table_cells import check_item
 
 TARGET, LABEL, MUTED, INTERVAL, KEY, PLAIN, CA = range(7)
 HEADERS = (
@@ -42,13 +43,6 @@ SECURITY_NOTE = (
     "checks the server's certificate against the system's store, plus the CA file you name "
     "for a lab's own certificates."
 )
-
-
-def _check_item(checked: bool) -> QTableWidgetItem:
-    item = QTableWidgetItem()
-    item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
-    item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-    return item
 
 
 class RemoteEntries(QWidget):
@@ -112,7 +106,7 @@ class RemoteEntries(QWidget):
         self.table.insertRow(row)
         self.table.setItem(row, TARGET, QTableWidgetItem(entry.target.title if entry else text))
         self.table.setItem(row, LABEL, QTableWidgetItem(entry.label if entry else ""))
-        self.table.setItem(row, MUTED, _check_item(entry.muted if entry else False))
+        self.table.setItem(row, MUTED, check_item(entry.muted if entry else False))
         interval = entry.interval if entry else cfg.DEFAULT_REMOTE_INTERVAL
         self.table.setItem(row, INTERVAL, QTableWidgetItem(f"{interval:g}"))
         key = QLineEdit(entry.api_key or "" if entry else "")
@@ -121,7 +115,7 @@ class RemoteEntries(QWidget):
         key.setAccessibleName(f"API key of host row {row + 1}")
         key.textChanged.connect(self._on_change)
         self.table.setCellWidget(row, KEY, key)
-        plain = _check_item(entry.allow_plain_key if entry else False)
+        plain = check_item(entry.allow_plain_key if entry else False)
         plain.setToolTip("Send this row's API key over plain http:// (unencrypted)")
         self.table.setItem(row, PLAIN, plain)
         self.table.setItem(row, CA, QTableWidgetItem(entry.ca_file if entry else ""))

@@ -35,6 +35,7 @@ from trayapp.platforms.autostart import Autostart, AutostartError, default_comma
 from trayapp.ui.accessible import name_controls, with_mnemonic
 from trayapp.ui.controller import Controller
 from trayapp.ui.remote_settings import RemoteEntries
+from trayapp.ui.table_cells import check_item
 
 log = logging.getLogger(__name__)
 PORT, LABEL, ON_START, ON_STOP, MUTED, HEALTH, API_KEY = range(7)
@@ -65,13 +66,6 @@ def key_source_note() -> str:
         f"{ENV_KEYFILE} as for the other Bluesky tools. Keys in this table are only sent to this "
         "machine."
     )
-
-
-def _check_item(checked: bool) -> QTableWidgetItem:
-    item = QTableWidgetItem()
-    item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
-    item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-    return item
 
 
 class SettingsDialog(QDialog):
@@ -191,9 +185,9 @@ class SettingsDialog(QDialog):
         spec = format_ports([entry.port]) if entry else ""
         self.table.setItem(row, PORT, QTableWidgetItem(spec))
         self.table.setItem(row, LABEL, QTableWidgetItem(entry.label if entry else ""))
-        self.table.setItem(row, ON_START, _check_item(entry.notify_start if entry else True))
-        self.table.setItem(row, ON_STOP, _check_item(entry.notify_stop if entry else True))
-        self.table.setItem(row, MUTED, _check_item(entry.muted if entry else False))
+        self.table.setItem(row, ON_START, check_item(entry.notify_start if entry else True))
+        self.table.setItem(row, ON_STOP, check_item(entry.notify_stop if entry else True))
+        self.table.setItem(row, MUTED, check_item(entry.muted if entry else False))
         interval = entry.health_interval if entry else cfg.DEFAULT_HEALTH_INTERVAL
         health = QTableWidgetItem(cfg.health_interval_text(interval))
         health.setToolTip(HEALTH_HELP)
