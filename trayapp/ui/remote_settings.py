@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -20,11 +19,9 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp.core import config as cfg
-from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
-from trayapp.core.apikey import clean_key
 from trayapp.core.remote import RemoteSpecError, RemoteTarget, check_ca_file, parse_remote
 from trayapp.core.remote_report import ENV_URI, suggested_target
-from trayapp.ui.table_cells import check_item
+from trayapp.ui.table_cells import cell_checked, cell_key, cell_text, check_item
 
 TARGET, LABEL, MUTED, INTERVAL, KEY, PLAIN, CA = range(7)
 HEADERS = (
@@ -141,12 +138,10 @@ class RemoteEntries(QWidget):
         self.suggest_button.setVisible(self.suggestion.title not in listed)
 
     def _text(self, row: int, column: int) -> str:
-        item = self.table.item(row, column)
-        return item.text().strip() if item else ""
+        return cell_text(self.table, row, column)
 
     def _checked(self, row: int, column: int) -> bool:
-        item = self.table.item(row, column)
-        return bool(item and item.checkState() == Qt.CheckState.Checked)
+        return cell_checked(self.table, row, column)
 
     def entries(self) -> tuple[list[cfg.WatchedRemote], str | None]:
         """The rows as remote entries, or the first problem in them, in words."""
@@ -159,10 +154,9 @@ class RemoteEntries(QWidget):
                 return [], f"{where}: {exc}"
             if target in result:
                 return [], f"{where}: {target} is listed twice"
-            key_widget = self.table.cellWidget(row, KEY)
-            api_key = key_widget.text().strip() if isinstance(key_widget, QLineEdit) else ""
-            if api_key and clean_key(api_key) is None:
-                return [], f"{where}: the API key must be {KEY_ALLOWED}"
+            api_key, key_problem = cell_key(self.table, row, KEY)
+            if key_problem:
+                return [], f"{where}: {key_problem}"
             try:
                 interval = cfg.parse_health_interval(self._text(row, INTERVAL))
             except ValueError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -27,15 +26,14 @@ from PySide6.QtWidgets import (
 
 from trayapp.core import config as cfg
 from trayapp.core import textfile
-from trayapp.core.apikey import ALLOWED as KEY_ALLOWED
-from trayapp.core.apikey import ENV_KEY, ENV_KEYFILE, choose_key, clean_key
+from trayapp.core.apikey import ENV_KEY, ENV_KEYFILE, choose_key
 from trayapp.core.model import Port
 from trayapp.core.ports import PortSpecError, format_ports, parse_ports
 from trayapp.platforms.autostart import Autostart, AutostartError, default_command
 from trayapp.ui.accessible import name_controls, with_mnemonic
 from trayapp.ui.controller import Controller
 from trayapp.ui.remote_settings import RemoteEntries
-from trayapp.ui.table_cells import check_item
+from trayapp.ui.table_cells import cell_checked, cell_key, cell_text, check_item
 
 log = logging.getLogger(__name__)
 PORT, LABEL, ON_START, ON_STOP, MUTED, HEALTH, API_KEY = range(7)
@@ -215,12 +213,10 @@ class SettingsDialog(QDialog):
         self.validate()
 
     def _text(self, row: int, column: int) -> str:
-        item = self.table.item(row, column)
-        return item.text().strip() if item else ""
+        return cell_text(self.table, row, column)
 
     def _checked(self, row: int, column: int) -> bool:
-        item = self.table.item(row, column)
-        return bool(item and item.checkState() == Qt.CheckState.Checked)
+        return cell_checked(self.table, row, column)
 
     # -- validation and saving -------------------------------------------------------------
     def entries(self) -> tuple[list[cfg.WatchedPort], str | None]:
@@ -232,10 +228,9 @@ class SettingsDialog(QDialog):
                 ports = parse_ports(spec)
             except PortSpecError as exc:
                 return [], f"Row {row + 1}: {exc}"
-            key_widget = self.table.cellWidget(row, API_KEY)
-            api_key = key_widget.text().strip() if isinstance(key_widget, QLineEdit) else ""
-            if api_key and clean_key(api_key) is None:
-                return [], f"Row {row + 1}: the API key must be {KEY_ALLOWED}"
+            api_key, key_problem = cell_key(self.table, row, API_KEY)
+            if key_problem:
+                return [], f"Row {row + 1}: {key_problem}"
             try:
                 health = cfg.parse_health_interval(self._text(row, HEALTH))
             except ValueError as exc:
