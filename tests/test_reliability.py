@@ -45,6 +45,7 @@ from trayapp.core.model import Listener, Port, PortState, Snapshot
 from trayapp.core.probe import NotLoopback, probe, probe_state, require_loopback
 from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.watcher import Watcher
+from trayapp.platforms.instance_socket import channel_dir
 from trayapp.platforms.scanners import create_scanner, make_scanner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -617,10 +618,12 @@ def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
     )
     try:
         _wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
-        # QLocalServer puts the socket in the temp folder (TMPDIR, here the app's own).
+        # In the user's runtime folder (XDG_RUNTIME_DIR, here the app's own), in a sub-folder.
+        folder = channel_dir(env)
+        folder_info = folder.lstat()
         channel = {
             path: path.lstat()
-            for path in Path(env["TMPDIR"]).iterdir()
+            for path in Path(env["XDG_RUNTIME_DIR"]).rglob("*")
             if stat.S_ISSOCK(path.lstat().st_mode)
         }
     finally:
@@ -628,10 +631,11 @@ def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
         _out, err = app.communicate(timeout=20)
     assert app.returncode == 0, err
     assert len(channel) == 1, f"expected one single-instance socket, found {list(channel)}"
+    assert folder_info.st_uid == os.geteuid()
+    assert folder_info.st_mode & 0o077 == 0, f"{folder} is open to others: {folder_info.st_mode:o}"
     for path, info in channel.items():
-        assert path.name.startswith("portwatch-")
+        assert path.parent == folder
         assert info.st_uid == os.geteuid()
-        assert info.st_mode & 0o077 == 0, f"{path} is reachable by others: {oct(info.st_mode)}"
     assert not any(path.exists() for path in channel), "the socket outlived the app"
 
 

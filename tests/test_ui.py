@@ -697,10 +697,33 @@ def test_command_line_ports_are_watched_for_this_run_only(
     assert Port(8080) in controller.ports()
 
 
-def test_single_instance_channel_answers_its_own_protocol_only(qtbot: QtBot) -> None:
-    from PySide6.QtNetwork import QLocalSocket
+def _ask_in_thread(qtbot: QtBot, path: Path, *parts: bytes) -> bytes:
+    """One client on a thread of its own (the server answers on this, the GUI, thread); `parts`
+    are sent with a pause between them, as a slow client would."""
+    import socket as socket_module
 
-    from trayapp.ui.instance import PROTOCOL_VERSION, InstanceServer, server_name
+    reply: list[bytes] = []
+
+    def client() -> None:
+        with socket_module.socket(socket_module.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            for part in parts:
+                sock.sendall(part)
+                time.sleep(0.05)
+            if not parts:
+                sock.shutdown(socket_module.SHUT_WR)
+            reply.append(sock.recv(4096))
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=5000)
+    return reply[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows uses QLocalServer's named pipe")
+def test_single_instance_channel_answers_its_own_protocol_only(qtbot: QtBot) -> None:
+    from trayapp.ui.instance import PROTOCOL_VERSION, InstanceServer, socket_path
 
     server = InstanceServer()
     assert server.listen()
@@ -708,25 +731,70 @@ def test_single_instance_channel_answers_its_own_protocol_only(qtbot: QtBot) -> 
     server.command.connect(commands.append)
 
     def ask(message: object) -> bytes:
-        sock = QLocalSocket()
-        sock.connectToServer(server_name())
-        qtbot.waitUntil(lambda: sock.state() == QLocalSocket.LocalSocketState.ConnectedState)
-        sock.write((json.dumps(message) + "\n").encode())
-        qtbot.waitUntil(lambda: sock.bytesAvailable() > 0, timeout=5000)
-        reply = bytes(sock.readAll().data())
-        sock.disconnectFromServer()
-        clients.append(sock)  # kept until the server side has let go of it
-        return reply
+        return _ask_in_thread(qtbot, socket_path(), (json.dumps(message) + "\n").encode())
 
-    clients: list[QLocalSocket] = []
     try:
         assert ask({"version": PROTOCOL_VERSION, "command": "ping"}) == b"ok\n"
         wrong = ask({"version": PROTOCOL_VERSION + 1, "command": "show"})
         assert wrong.startswith(b"error protocol version")
         assert ask({"command": "show"}).startswith(b"error protocol version")
+        assert ask("not an object").startswith(b"error protocol version")
         assert commands == []  # neither the ping nor another version's request did anything
         assert ask({"version": PROTOCOL_VERSION, "command": "show"}) == b"ok\n"
         assert commands == ["show"]
+        # A line that arrives in pieces is read whole; a client that says nothing is let go.
+        line = json.dumps({"version": PROTOCOL_VERSION, "command": "quit"}).encode() + b"\n"
+        assert _ask_in_thread(qtbot, socket_path(), line[:7], line[7:]) == b"ok\n"
+        assert commands == ["show", "quit"]
+        assert _ask_in_thread(qtbot, socket_path()) == b""
+        # The GUI thread is still serving after all that.
+        assert ask({"version": PROTOCOL_VERSION, "command": "ping"}) == b"ok\n"
     finally:
         server.close()
-        qtbot.wait(100)  # the server's sockets are deleted later, in the event loop
+    assert not socket_path().exists(), "close() leaves no socket file behind"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows uses QLocalServer's named pipe")
+def test_single_instance_channel_one_holder_and_leftovers(qtbot: QtBot) -> None:
+    """Two servers for one settings folder: the second is told the first holds the channel;
+    a socket file left by a killed instance (no lock held) is replaced, not an obstacle."""
+    from trayapp.ui.instance import InstanceServer, ask_running_instance, socket_path
+
+    first = InstanceServer()
+    assert first.listen()
+    second = InstanceServer()
+    try:
+        assert not second.listen()
+        assert second.held_by_another
+    finally:
+        first.close()
+    assert not ask_running_instance("ping")  # nobody there any more
+
+    # What SIGKILL leaves: the socket file, bound but with nobody listening, and no lock.
+    import socket as socket_module
+
+    leftover = socket_module.socket(socket_module.AF_UNIX)
+    leftover.bind(str(socket_path()))
+    leftover.close()
+    assert socket_path().exists()
+    third = InstanceServer()
+    try:
+        assert third.listen()
+        path = socket_path()
+        assert _ask_in_thread(qtbot, path, b'{"version": 1, "command": "ping"}\n') == b"ok\n"
+        folder = path.parent.stat()
+        assert folder.st_mode & 0o077 == 0 and folder.st_uid == os.getuid()
+    finally:
+        third.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows uses QLocalServer's named pipe")
+def test_single_instance_channel_refuses_a_folder_others_may_enter(tmp_path: Path) -> None:
+    from trayapp.platforms.instance_socket import ChannelUnsafe, listen
+
+    folder = tmp_path / f"portwatch-{os.getuid()}"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    with pytest.raises(ChannelUnsafe, match="may be entered by other users"):
+        listen(folder / "x.sock")
+    assert not (folder / "x.sock").exists()

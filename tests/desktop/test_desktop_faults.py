@@ -30,7 +30,7 @@ import pytest
 
 from tests.support import require_tools
 from tests.tmpfs import Tmpfs
-from trayapp.ui.instance import server_name
+from trayapp.platforms.instance_socket import socket_path
 
 from .harness import Desktop, wait_until
 from .test_tray_e2e import GREEN, RING, free_port, start_server
@@ -44,9 +44,9 @@ SUSPEND_S = 90.0
 class Pinger:
     """Asks the app's GUI thread for an answer every 0.2 s, and remembers the slowest one."""
 
-    def __init__(self) -> None:
-        # QLocalServer's socket: the name (from PORTWATCH_HOME, shared with the app) in TMPDIR.
-        self.path = Path(os.environ.get("TMPDIR") or "/tmp") / server_name()
+    def __init__(self, app: App) -> None:
+        # The app's single-instance socket, found as the app finds it: from its environment.
+        self.path = socket_path(str(app.home / "config"), app.env)
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -103,9 +103,10 @@ class App:
         self.home = home
         self.stderr_path = home.parent / f"{home.name}-stderr.txt"
         self._stderr = self.stderr_path.open("w")
+        self.env = {**desktop.env, "PORTWATCH_HOME": str(home), "PYTHONPATH": str(REPO), **env}
         self.proc = desktop.spawn(
             [*(prefix or []), sys.executable, "-m", "trayapp"],
-            env={"PORTWATCH_HOME": str(home), "PYTHONPATH": str(REPO), **env},
+            env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
@@ -187,7 +188,7 @@ def test_panel_restarted_ten_times_and_gone_for_a_while(
     server: subprocess.Popen[bytes] | None = None
     try:
         desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
-        with Pinger() as pinger:
+        with Pinger(app) as pinger:
             for round_ in range(10):
                 old = desktop.kill_part("xfce4-panel")
                 new = desktop.start_part("xfce4-panel")
@@ -246,7 +247,7 @@ def test_notification_server_gone_and_not_activatable(
         write_config(portwatch_home, {first: "First", second: "Second"})
         app = App(desktop, portwatch_home)
         desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
-        with Pinger() as pinger:
+        with Pinger(app) as pinger:
             desktop.kill_part("dunst")
             # Not activatable: asking for the service does not bring one back.
             assert not desktop.bus_has("org.freedesktop.Notifications")
@@ -321,7 +322,7 @@ def test_notification_server_hung(
     assert dunst is not None
     try:
         desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
-        with Pinger() as pinger:
+        with Pinger(app) as pinger:
             os.kill(dunst, signal.SIGSTOP)
             try:
                 for port in (first, second):
@@ -367,7 +368,7 @@ def test_session_bus_address_pointing_at_nothing(
     app = App(desktop, portwatch_home, DBUS_SESSION_BUS_ADDRESS=f"unix:path={nothing}")
     server: subprocess.Popen[bytes] | None = None
     try:
-        with Pinger() as pinger:
+        with Pinger(app) as pinger:
             desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
             assert desktop.tray_items() == []  # not over D-Bus: an XEmbed icon
             server = start_server(port)
@@ -414,7 +415,7 @@ def test_full_read_only_and_unwritable_folders(
     log_line = f"Log file cannot be written: {log_disk.path} is read-only"
     try:
         desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
-        with Pinger() as pinger:
+        with Pinger(app) as pinger:
             since = time.time()
             # The start's "watch-began" line sits in a tmpfs page with room to spare, where the
             # next lines would still fit: remove it, so the next line needs a block, and none is.
@@ -506,7 +507,7 @@ def test_stopped_for_90_seconds_catches_up_once(
     servers: list[subprocess.Popen[bytes]] = []
     try:
         desktop.wait_for_tray_colour(RING, timeout=30, min_fraction=0.2)
-        with Pinger() as pinger:
+        with Pinger(app) as pinger:
             pinger.pause()
             time.sleep(0.5)  # no ping in flight when it stops
             since = time.time()

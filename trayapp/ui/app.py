@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QSystemTrayIcon, QWidget
@@ -28,17 +30,18 @@ from trayapp.ui.controller import Controller
 from trayapp.ui.icons import app_icon
 from trayapp.ui.instance import InstanceServer, ask_running_instance
 from trayapp.ui.metrics_export import MetricsExporter
-from trayapp.ui.overview import OverviewWindow
-from trayapp.ui.port_window import PortWindow, show_window
-from trayapp.ui.remote_window import RemoteWindow
-from trayapp.ui.settings_dialog import SettingsDialog
+from trayapp.ui.showing import show_window
 from trayapp.ui.tray import Tray
+
+if TYPE_CHECKING:
+    from trayapp.ui.overview import OverviewWindow
 
 log = logging.getLogger("trayapp")
 DESKTOP_ID = "org.portwatch.PortWatch"
 TRAY_WAIT_ENV = "PORTWATCH_TRAY_WAIT"  # seconds to wait for a tray host (default 15)
 TRAY_POLL_MS = 500
 TRAY_RECHECK_MS = 5000
+ANOTHER_STARTING_S = 5.0
 
 
 def setup_logging(debug: bool) -> LogFileHandler:
@@ -58,22 +61,19 @@ def setup_logging(debug: bool) -> LogFileHandler:
 
 
 class PortWatchApp:
-    """Owns the windows and wires the tray's and windows' requests to them."""
+    """Owns the windows and wires the tray's and windows' requests to them.
+
+    Windows are made (and their modules imported) when first asked for: most days the tray is
+    all anybody sees, and every window's code would otherwise stay in memory all day."""
 
     def __init__(self, qapp: QApplication, controller: Controller) -> None:
         self.qapp = qapp
         self.controller = controller
         self.tray = Tray(controller)
-        self.overview = OverviewWindow(controller)
+        self._overview: OverviewWindow | None = None
         self.port_windows: dict[Port, QWidget] = {}
         self.history_window: QWidget | None = None
-        for source in (self.tray, self.overview):
-            source.open_port.connect(self.open_port)
-            source.check_port.connect(self.ask_check_port)
-            source.watch_port.connect(self.ask_watch_port)
-            source.open_settings.connect(self.open_settings)
-            source.open_history.connect(self.open_history)
-            source.quit_requested.connect(self.quit)
+        self._wire(self.tray)
         self.tray.open_overview.connect(self.show_overview)
         self.notifier = (
             dbus_notifier("Port Watch", self.tray.notification_clicked.emit)
@@ -82,6 +82,23 @@ class PortWatchApp:
         )
         if self.notifier is not None:
             self.tray.send_notification = self.notifier.send
+
+    def _wire(self, source: Tray | OverviewWindow) -> None:
+        source.open_port.connect(self.open_port)
+        source.check_port.connect(self.ask_check_port)
+        source.watch_port.connect(self.ask_watch_port)
+        source.open_settings.connect(self.open_settings)
+        source.open_history.connect(self.open_history)
+        source.quit_requested.connect(self.quit)
+
+    @property
+    def overview(self) -> OverviewWindow:
+        if self._overview is None:
+            from trayapp.ui.overview import OverviewWindow
+
+            self._overview = OverviewWindow(self.controller)
+            self._wire(self._overview)
+        return self._overview
 
     # -- tray availability -----------------------------------------------------------------
     def start_tray(self) -> None:
@@ -126,6 +143,9 @@ class PortWatchApp:
     def open_port(self, port: Port) -> QWidget:
         window = self.port_windows.get(port)
         if window is None:
+            from trayapp.ui.port_window import PortWindow
+            from trayapp.ui.remote_window import RemoteWindow
+
             # A port on another machine has no local owner to look at: its own window.
             window = (
                 RemoteWindow(self.controller, port)
@@ -168,6 +188,8 @@ class PortWatchApp:
             QMessageBox.warning(None, "Watch a port", f"Could not save settings: {exc}")
 
     def open_settings(self) -> None:
+        from trayapp.ui.settings_dialog import SettingsDialog
+
         dialog = SettingsDialog(self.controller, autostart_for())
         dialog.exec()
 
@@ -224,7 +246,15 @@ def run(extra_ports: list[Port] | None = None, debug: bool = False) -> int:
         print("Port Watch is already running; its window was brought up.", file=sys.stderr)
         return 0
     instance = InstanceServer()
-    instance.listen()
+    if not instance.listen() and instance.held_by_another:
+        # Another launch holds the channel but did not answer: it is still starting.
+        deadline = time.monotonic() + ANOTHER_STARTING_S
+        while time.monotonic() < deadline:
+            if ask_running_instance("show"):
+                print("Port Watch is already running; its window was brought up.", file=sys.stderr)
+                return 0
+            time.sleep(0.2)
+        log.warning("another Port Watch holds the single-instance channel but does not answer")
 
     loaded = cfg.load(paths.config_file())
     if loaded.message:

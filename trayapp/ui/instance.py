@@ -1,107 +1,220 @@
 """One Port Watch per user: a second launch asks the first to show itself, then exits.
 
-The channel is a QLocalServer (a Unix socket in a private runtime dir, or a named pipe on
-Windows) that only this user can reach; the app opens no network socket at all.
+The channel is private to this user and opens no network socket: a Unix socket in a folder
+only the user may enter (platforms/instance_socket.py), watched from the GUI thread with a
+QSocketNotifier; on Windows, whose Python has no Unix sockets, Qt's QLocalServer (a named
+pipe), loaded only there. The GUI thread answers every request, so a "ping" also tells that
+it is not stuck.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
-import hashlib
 import json
 import logging
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtNetwork import QLocalServer, QLocalSocket
+from PySide6.QtCore import QObject, QSocketNotifier, Signal
 
 from trayapp import APP_NAME
 from trayapp.core import paths
+from trayapp.platforms import instance_socket
+
+if TYPE_CHECKING:
+    from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 TIMEOUT_MS = 1000
+MAX_LINE = 4096
 
 
 def server_name() -> str:
-    # Per user, and per PORTWATCH_HOME so isolated test instances don't meet each other.
+    """QLocalServer's name (Windows): per user, and per settings folder so that isolated test
+    instances never meet each other."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError, ImportError):  # Windows without USERNAME: it tries pwd
         user = "unknown"
-    scope = hashlib.sha1(str(paths.config_dir()).encode()).hexdigest()[:10]
-    return f"{APP_NAME}-{user}-{scope}"
+    return f"{APP_NAME}-{user}-{socket_path().stem}"
+
+
+def socket_path() -> Path:
+    return instance_socket.socket_path(str(paths.config_dir()))
+
+
+def answer(line: bytes) -> tuple[bytes, str | None]:
+    """The reply to one request line, and the command to carry out (if any)."""
+    try:
+        message = json.loads(line[:MAX_LINE])
+        command = str(message["command"]) if isinstance(message, dict) else ""
+        version = message.get("version") if isinstance(message, dict) else None
+    except (ValueError, KeyError):
+        command, version = "", None
+    if version != PROTOCOL_VERSION:
+        # Another version's request may mean something else: say so, do nothing.
+        return f"error protocol version {PROTOCOL_VERSION} expected\n".encode(), None
+    if command == "ping":
+        return b"ok\n", None
+    if command in ("show", "quit"):
+        return b"ok\n", command
+    return b"error unknown command\n", None
+
+
+def _request(command: str) -> bytes:
+    return (json.dumps({"version": PROTOCOL_VERSION, "command": command}) + "\n").encode()
 
 
 def ask_to_quit() -> bool:
     """Ask the running app to quit (`portwatch tray --quit`): True if one took the message."""
-    from PySide6.QtCore import QCoreApplication
-
-    _app = QCoreApplication.instance() or QCoreApplication([])  # QLocalSocket needs one
     return ask_running_instance("quit")
 
 
 def ask_running_instance(command: str = "show") -> bool:
     """True if another instance took the message (so this one should exit)."""
-    socket = QLocalSocket()
-    socket.connectToServer(server_name())
-    if not socket.waitForConnected(TIMEOUT_MS):
+    if instance_socket.supported():
+        reply = instance_socket.ask(socket_path(), _request(command), TIMEOUT_MS / 1000)
+        return reply is not None and reply.startswith(b"ok")
+    return _ask_local_server(command)
+
+
+def _ask_local_server(command: str) -> bool:
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtNetwork import QLocalSocket
+
+    _app = QCoreApplication.instance() or QCoreApplication([])  # QLocalSocket needs one
+    sock = QLocalSocket()
+    sock.connectToServer(server_name())
+    if not sock.waitForConnected(TIMEOUT_MS):
         return False
-    message = json.dumps({"version": PROTOCOL_VERSION, "command": command}) + "\n"
-    socket.write(message.encode())
-    socket.flush()
-    socket.waitForBytesWritten(TIMEOUT_MS)
-    ok = socket.waitForReadyRead(TIMEOUT_MS) and bytes(socket.readAll().data()).startswith(b"ok")
-    socket.disconnectFromServer()
+    sock.write(_request(command))
+    sock.flush()
+    sock.waitForBytesWritten(TIMEOUT_MS)
+    ok = sock.waitForReadyRead(TIMEOUT_MS) and bytes(sock.readAll().data()).startswith(b"ok")
+    sock.disconnectFromServer()
     return ok
 
 
 class InstanceServer(QObject):
+    """Listens for the next launches' requests; `command` says "show" or "quit"."""
+
     command = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
-        self.server = QLocalServer(self)
-        self.server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
-        self.server.newConnection.connect(self._on_connection)
+        self._listener: instance_socket.Listener | None = None
+        self._notifier: QSocketNotifier | None = None
+        self._clients: dict[int, tuple[socket.socket, QSocketNotifier, bytearray]] = {}
+        self._server: QLocalServer | None = None
+        self.held_by_another = False
 
     def listen(self) -> bool:
-        name = server_name()
-        if self.server.listen(name):
-            return True
-        # A crashed instance leaves its Unix socket file behind; nobody answers on it.
-        QLocalServer.removeServer(name)
-        if self.server.listen(name):
-            return True
-        log.warning("single-instance channel unavailable: %s", self.server.errorString())
-        return False
+        """False when another instance holds the channel or it cannot be made (logged)."""
+        if not instance_socket.supported():
+            return self._listen_local_server()
+        try:
+            self._listener = instance_socket.listen(socket_path())
+        except OSError as exc:
+            log.warning("single-instance channel unavailable: %s", exc)
+            return False
+        if self._listener is None:
+            self.held_by_another = True
+            return False
+        self._notifier = QSocketNotifier(
+            self._listener.sock.fileno(), QSocketNotifier.Type.Read, self
+        )
+        self._notifier.activated.connect(self._accept)
+        return True
 
     def close(self) -> None:
-        self.server.close()
+        for client in list(self._clients):
+            self._drop(client)
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+        if self._listener is not None:
+            self._listener.close()
+        if self._server is not None:
+            self._server.close()
+
+    # -- Unix socket ----------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _addr = self._listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("single-instance accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            fd = conn.fileno()
+            notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+
+            def ready(*_signal: object, fd: int = fd) -> None:
+                self._read(fd)
+
+            notifier.activated.connect(ready)
+            self._clients[fd] = (conn, notifier, bytearray())
+
+    def _read(self, fd: int) -> None:
+        if fd not in self._clients:
+            return
+        conn, _notifier, buffer = self._clients[fd]
+        try:
+            chunk = conn.recv(MAX_LINE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        buffer += chunk
+        if chunk and b"\n" not in buffer and len(buffer) < MAX_LINE:
+            return  # the rest of the line is on its way
+        if buffer:
+            reply, command = answer(bytes(buffer).split(b"\n", 1)[0])
+            with contextlib.suppress(OSError):
+                conn.send(reply)  # a few bytes into an empty socket buffer: never blocks
+            if command is not None:
+                self.command.emit(command)
+        self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        conn, notifier, _buffer = self._clients.pop(fd)
+        notifier.setEnabled(False)
+        notifier.deleteLater()
+        conn.close()
+
+    # -- named pipe (Windows) ---------------------------------------------------------------
+    def _listen_local_server(self) -> bool:
+        from PySide6.QtNetwork import QLocalServer
+
+        self._server = QLocalServer(self)
+        self._server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+        self._server.newConnection.connect(self._on_connection)
+        name = server_name()
+        if self._server.listen(name):
+            return True
+        QLocalServer.removeServer(name)  # a crashed instance's leftover
+        if self._server.listen(name):
+            return True
+        log.warning("single-instance channel unavailable: %s", self._server.errorString())
+        return False
 
     def _on_connection(self) -> None:
-        while self.server.hasPendingConnections():
-            socket = self.server.nextPendingConnection()
-            socket.readyRead.connect(lambda s=socket: self._read(s))
-            socket.disconnected.connect(socket.deleteLater)
+        assert self._server is not None
+        while self._server.hasPendingConnections():
+            sock = self._server.nextPendingConnection()
+            sock.readyRead.connect(lambda s=sock: self._read_local(s))
+            sock.disconnected.connect(sock.deleteLater)
 
-    def _read(self, socket: QLocalSocket) -> None:
-        if not socket.canReadLine():
+    def _read_local(self, sock: QLocalSocket) -> None:
+        if not sock.canReadLine():
             return
-        line = bytes(socket.readLine().data())[:4096]
-        try:
-            message = json.loads(line)
-            command = str(message["command"]) if isinstance(message, dict) else ""
-            version = message.get("version") if isinstance(message, dict) else None
-        except (ValueError, KeyError):
-            command, version = "", None
-        if version != PROTOCOL_VERSION:
-            # Another version's request may mean something else: say so, do nothing.
-            socket.write(f"error protocol version {PROTOCOL_VERSION} expected\n".encode())
-        elif command == "ping":  # answered by the GUI thread: tells that it is not stuck
-            socket.write(b"ok\n")
-        elif command in ("show", "quit"):
-            socket.write(b"ok\n")
+        reply, command = answer(bytes(sock.readLine().data()))
+        sock.write(reply)
+        sock.flush()
+        if command is not None:
             self.command.emit(command)
-        else:
-            socket.write(b"error unknown command\n")
-        socket.flush()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -538,15 +537,3 @@ class PortWindow(QWidget):
         # The title carries the state too, so a taskbar or window list tells it at a glance.
         state = report.summary(self.state) if self.state else "checking"
         self.setWindowTitle(f"What's on port {self.port}: {state} - Port Watch")
-
-
-def show_window(window: QWidget, activation_token: str | None = None) -> None:
-    """Show, raise and activate. On Wayland only the compositor raises windows, and only for an
-    xdg-activation token from the user's action: Qt's activateWindow() uses (and then unsets)
-    XDG_ACTIVATION_TOKEN, so the token of the click that asked for the window goes there.
-    https://wayland.app/protocols/xdg-activation-v1"""
-    if activation_token and QGuiApplication.platformName().startswith("wayland"):
-        os.environ["XDG_ACTIVATION_TOKEN"] = activation_token
-    window.show()
-    window.raise_()
-    window.activateWindow()
