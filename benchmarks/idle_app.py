@@ -2,6 +2,10 @@
 (offscreen, its own temporary settings) at idle and with scan_bench's load of 20,000 loopback
 connections and 300 extra processes, watching two ports at the default 1 s interval.
 
+Offscreen there is no system tray, so the app shows its fallback window. `--tray` runs it as
+users do instead: in a tray, on the project's X11 desktop harness (tests/desktop/session.sh,
+started and stopped here; needs its Debian packages).
+
 Bounded (one minute per phase by default), loopback only; the app and every helper process are
 stopped at the end, also on Ctrl+C. Prints one table with medians and the ratio to idle.
 """
@@ -9,8 +13,10 @@ stopped at the end, also on Ctrl+C. Prints one table with medians and the ratio 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import statistics
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -68,6 +75,19 @@ def start_app(
     return app
 
 
+@contextlib.contextmanager
+def desktop_session(state: Path) -> Iterator[dict[str, str]]:
+    """The X11 harness (Xvfb, D-Bus, dunst, xfce4-panel's tray): its environment for the app."""
+    script = REPO / "tests" / "desktop" / "session.sh"
+    env = {**os.environ, "STATE": str(state)}
+    subprocess.run(["bash", str(script), "up", "xfce"], env=env, check=True, capture_output=True)
+    try:
+        words = shlex.split((state / "env").read_text().removeprefix("export "))
+        yield dict(word.split("=", 1) for word in words)
+    finally:
+        subprocess.run(["bash", str(script), "down"], env=env, check=False, capture_output=True)
+
+
 def sample(pid: int, seconds: float, window: float = 10.0) -> tuple[float, list[float], float]:
     """CPU % of one core over the whole phase and per window, and RSS in MiB at the end.
     CPU time is counted in 10 ms ticks, so short windows can't resolve an idle app: the
@@ -89,20 +109,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="per phase (default 60)")
     parser.add_argument("--quick", action="store_true", help="2,000 connections, 20 s phases")
+    parser.add_argument("--tray", action="store_true", help="in a real tray (X11 harness)")
     args = parser.parse_args()
     scenario = QUICK if args.quick else FULL
     seconds = 20.0 if args.quick else args.seconds
     raise_fd_limit()
     helpers = Helpers()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, terminate_cleanly():
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        stack.enter_context(terminate_cleanly())
+        desktop = stack.enter_context(desktop_session(Path(tmp) / "desktop")) if args.tray else {}
         listener = socket.socket()
         app = None
         try:
             listener.bind(("127.0.0.1", 0))
             listener.listen()
             ports = [listener.getsockname()[1], free_port()]  # one listening, one free
-            app = start_app(Path(tmp) / "home", ports)
+            app = start_app(Path(tmp) / "home", ports, env=desktop)
+            shown = (Path(tmp) / "home" / "log" / "portwatch.log").read_text()
+            where = "in the tray" if "system tray available" in shown else "no tray: its window"
             time.sleep(3)  # past the first scans and probes
             rows.append(("idle", *sample(app.pid, seconds)))
             build_load(helpers, scenario)
@@ -119,7 +145,10 @@ def main() -> int:
             listener.close()
             helpers.stop()
     idle_total = rows[0][1]
-    print(f"whole app, watching 2 ports every 1 s, {seconds:g} s per phase, {os.cpu_count()} CPUs")
+    print(
+        f"whole app ({where}), watching 2 ports every 1 s, {seconds:g} s per phase, "
+        f"{os.cpu_count()} CPUs"
+    )
     header = f"{'phase':22} {'CPU, phase':>11} {'median 10 s':>12} {'max 10 s':>9}"
     print(f"{header} {'x idle':>7} {'RSS MiB':>8}")
     for name, total, shares, rss in rows:
