@@ -253,6 +253,28 @@ def _remotes(value: object) -> tuple[tuple[WatchedRemote, ...], list[str]]:
     return _entries(value, remote_from_dict, lambda e: e.target, "remote entry", "remote entries")
 
 
+
+def _flags(item: dict[str, Any], defaults: dict[str, bool]) -> dict[str, bool]:
+    """The entry's true/false settings; a wrong type is an error of the whole entry."""
+    flags: dict[str, bool] = {}
+    for key, default in defaults.items():
+        flag = item.get(key, default)
+        if not isinstance(flag, bool):
+            raise ValueError(f"'{key}' must be true or false")
+        flags[key] = flag
+    return flags
+
+
+def _api_key(item: dict[str, Any], whose: str, notes: list[str] | None) -> str | None:
+    """The entry's API key, or None. A bad key costs only the key (said in `notes`)."""
+    api_key = item.get("api_key")
+    if api_key is None:
+        return None
+    cleaned = clean_key(api_key) if isinstance(api_key, str) else None
+    if cleaned is None and api_key != "" and notes is not None:
+        notes.append(f"the API key of {whose} dropped (use {KEY_ALLOWED})")
+    return cleaned
+
 def remote_from_dict(item: object, notes: list[str] | None = None) -> WatchedRemote:
     """A remote entry from its JSON; ValueError if unusable. As for ports, a bad key or
     interval costs only itself (said in `notes`)."""
@@ -270,18 +292,8 @@ def remote_from_dict(item: object, notes: list[str] | None = None) -> WatchedRem
         raise ValueError("'label' must be text")
     if not isinstance(ca_file, str) or len(ca_file) > MAX_PATH_TEXT or not ca_file.isprintable():
         raise ValueError("'ca_file' must be the path of a PEM file, one line")
-    flags: dict[str, bool] = {}
-    for key in ("muted", "allow_plain_key"):
-        flag = item.get(key, False)
-        if not isinstance(flag, bool):
-            raise ValueError(f"'{key}' must be true or false")
-        flags[key] = flag
-    api_key = item.get("api_key")
-    if api_key is not None:
-        cleaned = clean_key(api_key) if isinstance(api_key, str) else None
-        if cleaned is None and api_key != "" and notes is not None:
-            notes.append(f"the API key of {target} dropped (use {KEY_ALLOWED})")
-        api_key = cleaned
+    flags = _flags(item, {"muted": False, "allow_plain_key": False})
+    api_key = _api_key(item, str(target), notes)
     interval = item.get("interval", DEFAULT_REMOTE_INTERVAL)
     try:
         checked = parse_health_interval(interval)
@@ -372,18 +384,8 @@ def watched_from_dict(item: object, notes: list[str] | None = None) -> WatchedPo
     label = item.get("label", "")
     if not isinstance(label, str):
         raise ValueError("'label' must be text")
-    flags: dict[str, bool] = {}
-    for key in ("notify_start", "notify_stop", "muted"):
-        flag = item.get(key, key != "muted")
-        if not isinstance(flag, bool):
-            raise ValueError(f"'{key}' must be true or false")
-        flags[key] = flag
-    api_key = item.get("api_key")
-    if api_key is not None:
-        cleaned = clean_key(api_key) if isinstance(api_key, str) else None
-        if cleaned is None and api_key != "" and notes is not None:
-            notes.append(f"the API key of port {number} dropped (use {KEY_ALLOWED})")
-        api_key = cleaned
+    flags = _flags(item, {"notify_start": True, "notify_stop": True, "muted": False})
+    api_key = _api_key(item, f"port {number}", notes)
     return WatchedPort(
         Port(number, protocol),
         label=clean_label(label),
