@@ -23,15 +23,18 @@ from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 from trayapp.core import report, timeline
 from trayapp.core.timeline import Period, Segment, State
 
-# Each reaches a luma difference of at least 60 (of 255) from a light (#f3f4f6) and a dark
-# (#1f2937) background: tests/test_timeline_strip.py checks it.
+# Each has a WCAG contrast of at least 3:1 (SC 1.4.11) against a light (#f3f4f6) and a dark
+# (#1f2937) background, and so do the stripes and the top edge against the bars they mark:
+# tests/test_timeline_strip.py checks it. Mid-luminance colours are the only ones that pass on
+# both.
 COLOURS: dict[State, QColor] = {
-    "up": QColor("#16a34a"),
+    "up": QColor("#13923d"),
     "unhealthy": QColor("#ea580c"),
     "down": QColor("#ef4444"),
-    "unwatched": QColor("#9ca3af"),
+    "unwatched": QColor("#848a94"),
 }
 EDGE = QColor("#111827")
+STRIPE = QColor("#ffffff")
 DOWN_HEIGHT = 0.45  # a down stretch is a low bar: its shape says "down" without colour
 
 
@@ -134,7 +137,7 @@ class TimelineStrip(QWidget):
             # White stripes cut through the bar: its shape says "unhealthy" in grey too.
             painter.save()
             painter.setClipRect(QRect(left, top, right - left, h - top))
-            painter.setPen(QPen(QColor("#ffffff"), 2))
+            painter.setPen(QPen(STRIPE, 2))
             for x in range(left - h - (left % 6), right, 6):
                 painter.drawLine(x, h, x + h, 0)
             painter.restore()
