@@ -7,8 +7,8 @@ health check fails), or unwatched (nothing watched it: before the first record, 
 counts towards percentages.
 
 Old logs (before watch events were written) have only changes: their first change begins a
-watched period, as far as anyone knows. A watcher that crashed wrote no "watch-ended": its last
-period runs on until the next record of that port.
+watched period, as far as anyone knows. A watcher that died unannounced wrote no "watch-ended":
+its mark (core/alive.py) says until when it was alive, and its watch ends there.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,24 +167,33 @@ class PeriodBuilder:
         state, (pid, name, user) = after
         spans.append(Period(event.port, event.time, None, state, event, pid, name, user))
 
-    def periods(self) -> dict[Port, list[Period]]:
+    def periods(self, dead: Mapping[str, float] | None = None) -> dict[Port, list[Period]]:
         """A copy of the periods so far, each port's list ending with its last watched period
-        (the open unwatched tail is no period: it has no end, and nothing watches it)."""
+        (the open unwatched tail is no period: it has no end, and nothing watches it).
+
+        `dead`: watchers known to have died unannounced, and when each was last alive
+        (core/alive.py): a period still open that only they watched ended then."""
         result: dict[Port, list[Period]] = {}
         for port, spans in self._spans.items():
             copy = spans[:-1] if spans and spans[-1].state == "unwatched" else list(spans)
+            watchers = self._trackers[port].watchers
+            if dead and copy and copy[-1].end is None and watchers and watchers <= dead.keys():
+                last_alive = max(dead[watcher] for watcher in watchers)
+                copy[-1] = _ended(copy[-1], max(copy[-1].start, last_alive))
             if copy:
                 result[port] = copy
         return result
 
 
-def periods(events: Iterable[Event]) -> dict[Port, list[Period]]:
+def periods(
+    events: Iterable[Event], dead: Mapping[str, float] | None = None
+) -> dict[Port, list[Period]]:
     """Periods in the order the events happened (the log's order, which survives a clock
     set back; durations are clamped at zero there). A new period begins when the state or the
     owner changes."""
     builder = PeriodBuilder()
     builder.add(events)
-    return builder.periods()
+    return builder.periods(dead)
 
 
 def _ended(span: Period, when: float) -> Period:

@@ -8,7 +8,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from trayapp.core import timeline
+from trayapp.core import alive, timeline
 from trayapp.core.history import Cursor, EventLog
 from trayapp.core.model import Port
 
@@ -64,7 +64,8 @@ class HistoryStore(QObject):
                 self._builder.add(result.events)
                 self._skipped += result.skipped
                 try:
-                    self._read.emit(self._builder.periods(), self._skipped)
+                    dead = alive.dead_watchers(self.event_log.path)
+                    self._read.emit(self._builder.periods(dead), self._skipped)
                 except RuntimeError:  # the window (and this store) is gone: nobody to tell
                     return
             with self._lock:
