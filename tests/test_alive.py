@@ -82,7 +82,7 @@ def test_the_app_killed_and_started_again_leaves_the_gap_unwatched(portwatch_hom
         wait_for(
             "watch-began", lambda: any(e["event"] == "watch-began" for e in logged(portwatch_home))
         )
-        assert mark.exists()
+        wait_for("the mark", mark.exists)  # written right after the record
         server.terminate()
         server.wait(10)
         wait_for("stopped", lambda: any(e["event"] == "stopped" for e in logged(portwatch_home)))

@@ -30,8 +30,7 @@ P = Port(60610)
 
 
 def one_state(state: timeline.State) -> list[timeline.Period]:
-    began = Event(T0, P, "watch-began", listening=state != "down", pid=4, name="uvicorn")
-    return [timeline.Period(P, T0, T0 + 100, state, began, 4, "uvicorn", "alice")]
+    return [timeline.Period(P, T0, T0 + 100, state, "watch-began", "start", 4, "uvicorn", "alice")]
 
 
 def painted(qtbot: QtBot, spans: list[timeline.Period], background: QColor) -> QImage:
