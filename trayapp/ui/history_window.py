@@ -5,6 +5,7 @@ It reads the log only once shown, on a thread (HistoryStore), and then only what
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ class HistoryWindow(QWidget):
         strips_scroll.setWidget(self.strips_box)
         strips_scroll.setMinimumHeight(120)
         strips_scroll.setAccessibleName("Timelines")
+        strips_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # its strips take the focus
         layout.addWidget(strips_scroll, 1)
         self.strips: dict[Port, TimelineStrip] = {}
         self.strip_labels: dict[Port, QLabel] = {}
@@ -125,6 +127,7 @@ class HistoryWindow(QWidget):
         self.table.setShowGrid(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setWordWrap(False)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         header = self.table.horizontalHeader()
         header.setHighlightSections(False)
         # Widths from the longest words each column can have, not from measuring 100,000 rows.
@@ -276,6 +279,10 @@ class HistoryWindow(QWidget):
             state = _state_now(spans)
             summary = f"{title}: now {state}; {timeline.totals_text(totals)}"
             strip.set_periods(spans, since, now, summary)
+        # Strips come and go with the ports; Tab still goes top to bottom through them.
+        chain = [self.refresh_button, *(self.strips[port] for port in sorted(self.strips))]
+        for before, after in itertools.pairwise([*chain, self.table]):
+            QWidget.setTabOrder(before, after)
 
     def _show_table(self, chosen: dict[Port, list[timeline.Period]], now: float) -> None:
         self.periods.show(timeline.ordered(chosen)[::-1], now)
