@@ -207,6 +207,47 @@ def focus(desktop: Desktop, title: str) -> int:
     return wid
 
 
+def _focused_cell(reader: Reader, table_name: str) -> str | None:
+    """The current cell's words: Qt keeps the focused state on a table's current cell."""
+    nodes = reader.tree()
+    tables = [n["path"] for n in nodes if n["role"] == "table" and n["name"] == table_name]
+    if not tables:
+        return None
+    cells = [
+        n["name"]
+        for n in nodes
+        if n["role"] == "table cell" and n["focused"] and n["path"].startswith(tables[0] + "/")
+    ]
+    return cells[0] if cells else None
+
+
+def _tab_round(desktop: Desktop, reader: Reader, limit: int = 40) -> list[str]:
+    """Tab until the focus comes back where it began: what it passed, as role:name."""
+    seen: list[str] = []
+    for _ in range(limit):
+        desktop.key("Tab")
+        focused = wait_until(reader.focused, 5, message="something focused")
+        seen.append(f"{focused['role']}:{focused['name']}")
+        if len(seen) > 3 and seen[-1] == seen[0]:
+            break
+    assert seen[-1] == seen[0], f"Tab did not come round: {seen}"
+    return seen
+
+
+def open_history(desktop: Desktop, reader: Reader) -> list[dict[str, Any]]:
+    """From the tray's menu; its strips (once the log is read) as AT-SPI sees them."""
+    click_menu(desktop, "History...")
+    focus(desktop, "^Port Watch History$")
+    strips: list[dict[str, Any]] = wait_until(
+        lambda: [
+            n for n in reader.window("Port Watch History") if n["name"].startswith("Timeline of")
+        ],
+        20,
+        message="the History window's strips through AT-SPI",
+    )
+    return strips
+
+
 @pytest.mark.timeout(240)
 def test_windows_through_atspi_and_by_keyboard(
     desktop: Desktop, running: tuple[App, int], app_home: Path
@@ -215,15 +256,7 @@ def test_windows_through_atspi_and_by_keyboard(
     reader = Reader(desktop, app.proc.pid)
 
     # 1. History: every control named; a strip per port that says its state in words.
-    click_menu(desktop, "History...")
-    focus(desktop, "^Port Watch History$")
-    history = wait_until(
-        lambda: [
-            n for n in reader.window("Port Watch History") if n["name"].startswith("Timeline of")
-        ],
-        20,
-        message="the History window's strips through AT-SPI",
-    )
+    history = open_history(desktop, reader)
     nodes = reader.window("Port Watch History")
     assert unnamed_controls(nodes) == []
     [strip] = history
@@ -270,14 +303,7 @@ def test_windows_through_atspi_and_by_keyboard(
 
     # 3. Keyboard only: Tab walks every control and comes back; Alt+W stops watching, again
     # starts; Escape closes.
-    seen: list[str] = []
-    for _ in range(40):
-        desktop.key("Tab")
-        focused = wait_until(reader.focused, 5, message="something focused")
-        seen.append(f"{focused['role']}:{focused['name']}")
-        if len(seen) > 3 and seen[-1] == seen[0]:
-            break
-    assert seen[-1] == seen[0], f"Tab did not come round: {seen}"
+    seen = _tab_round(desktop, reader)
     chain = " | ".join(seen)
     for wanted in (
         "combo box:",
@@ -374,33 +400,6 @@ def _top(nodes: list[dict[str, Any]], title: str) -> str:
     raise AssertionError(f"no window {title!r} in the accessibility tree")
 
 
-def _focused_cell(reader: Reader, table_name: str) -> str | None:
-    """The current cell's words: Qt keeps the focused state on a table's current cell."""
-    nodes = reader.tree()
-    tables = [n["path"] for n in nodes if n["role"] == "table" and n["name"] == table_name]
-    if not tables:
-        return None
-    cells = [
-        n["name"]
-        for n in nodes
-        if n["role"] == "table cell" and n["focused"] and n["path"].startswith(tables[0] + "/")
-    ]
-    return cells[0] if cells else None
-
-
-def _tab_round(desktop: Desktop, reader: Reader, limit: int = 40) -> list[str]:
-    """Tab until the focus comes back where it began: what it passed, as role:name."""
-    seen: list[str] = []
-    for _ in range(limit):
-        desktop.key("Tab")
-        focused = wait_until(reader.focused, 5, message="something focused")
-        seen.append(f"{focused['role']}:{focused['name']}")
-        if len(seen) > 3 and seen[-1] == seen[0]:
-            break
-    assert seen[-1] == seen[0], f"Tab did not come round: {seen}"
-    return seen
-
-
 @pytest.mark.timeout(240)
 def test_history_and_the_port_dialogs_by_keyboard(
     desktop: Desktop, running: tuple[App, int], app_home: Path
@@ -411,15 +410,7 @@ def test_history_and_the_port_dialogs_by_keyboard(
 
     # 1. History: Tab reaches every control and comes round; arrow keys walk a strip and the
     # table's rows; Escape closes.
-    click_menu(desktop, "History...")
-    focus(desktop, "^Port Watch History$")
-    wait_until(
-        lambda: any(
-            n["name"] == f"Timeline of {name}" for n in reader.window("Port Watch History")
-        ),
-        20,
-        message="the History window through AT-SPI",
-    )
+    assert [n["name"] for n in open_history(desktop, reader)] == [f"Timeline of {name}"]
     seen = _tab_round(desktop, reader)
     chain = " | ".join(seen)
     # Every control once, top to bottom, and nothing unnamed in between.
