@@ -8,6 +8,7 @@ Screenshots: test-artifacts/desktop/a11y-*.png (the README's History and port wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -26,6 +27,7 @@ from trayapp.core.model import Port
 
 from .app_support import App, free_port, start_server, write_config
 from .harness import Desktop, wait_until
+from .wayland_harness import WaylandDesktop
 
 HERE = Path(__file__).resolve().parent
 READER = HERE / "atspi_reader.py"
@@ -149,6 +151,14 @@ def unnamed_controls(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def running(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
+    with running_app(desktop, app_home) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_app(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
+    """The app with its accessibility bridge on, watching a real server with an hour of
+    history, on an X11 or a Wayland desktop; its menu made."""
     require_atspi()
     port = free_port()
     write_config(app_home, port, "Test API")
@@ -203,7 +213,8 @@ def running(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
 
 def focus(desktop: Desktop, title: str) -> int:
     [wid] = wait_until(lambda: desktop.find_windows(name=title), 15, message=title)
-    desktop.run(["xdotool", "windowfocus", "--sync", str(wid)], check=False)
+    if not isinstance(desktop, WaylandDesktop):  # sway gives a new window the focus itself
+        desktop.run(["xdotool", "windowfocus", "--sync", str(wid)], check=False)
     return wid
 
 
@@ -503,3 +514,30 @@ def test_history_and_the_port_dialogs_by_keyboard(
     wait_until(lambda: not desktop.find_windows(name="^Watch a port$"), 10, message="cancelled")
     time.sleep(0.5)
     assert config.read_text() == before
+
+
+@pytest.mark.timeout(240)
+def test_the_tree_on_wayland(wayland: WaylandDesktop, app_home: Path) -> None:
+    """AT-SPI is D-Bus, not X11: the same tree from the app on Qt's Wayland platform (sway),
+    read over the session's bus."""
+    with running_app(wayland, app_home) as (app, port):
+        reader = Reader(wayland, app.proc.pid)
+        [strip] = open_history(wayland, reader)
+        nodes = reader.window("Port Watch History")
+        assert unnamed_controls(nodes) == []
+        assert strip["name"] == f"Timeline of {port} Test API"
+        assert f"{port} Test API: now up" in strip["description"]
+        assert {"Periods", "Refresh", "Export CSV...", "Export JSON...", "Close"} <= {
+            n["name"] for n in nodes
+        }
+        title = f"What's on port {port}/tcp"
+        click_menu(wayland, f"{port} Test API")
+        nodes = wait_until(
+            lambda: [n for n in reader.tree() if n["name"] == "Listeners"] and reader.tree(),
+            20,
+            message="the port window through AT-SPI",
+        )
+        window = [n for n in nodes if n["path"].split("/")[0] == _top(nodes, title)]
+        assert unnamed_controls(window) == []
+        texts = " ".join(n["name"] for n in window)
+        assert "127.0.0.1: reachable only from this machine (loopback)." in texts
