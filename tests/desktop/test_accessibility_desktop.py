@@ -259,36 +259,22 @@ def open_history(desktop: Desktop, reader: Reader) -> list[dict[str, Any]]:
     return strips
 
 
-@pytest.mark.timeout(240)
-def test_windows_through_atspi_and_by_keyboard(
-    desktop: Desktop, running: tuple[App, int], app_home: Path
-) -> None:
-    app, port = running
-    reader = Reader(desktop, app.proc.pid)
-
-    # 1. History: every control named; a strip per port that says its state in words.
-    history = open_history(desktop, reader)
+def history_tree(desktop: Desktop, reader: Reader, port: int) -> None:
+    """The History window opened from the menu: every control named; the port's strip says
+    its state and totals in words."""
+    [strip] = open_history(desktop, reader)
     nodes = reader.window("Port Watch History")
     assert unnamed_controls(nodes) == []
-    [strip] = history
     assert strip["name"] == f"Timeline of {port} Test API"
     assert f"{port} Test API: now up" in strip["description"]
     assert "not watched" in strip["description"] and "% of the watched time" in strip["description"]
     names = {n["name"] for n in nodes}
     assert {"Periods", "Refresh", "Export CSV...", "Export JSON...", "Close"} <= names
-    desktop.key("alt+s")  # Show: the last hour, by keyboard
-    desktop.key("Home")
-    wait_until(
-        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
-        10,
-        message="the last hour chosen",
-    )
-    time.sleep(0.5)
-    desktop.screenshot("a11y-history")
-    desktop.key("Escape")
-    wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
 
-    # 2. The port window: named controls, exposure and health in words.
+
+def port_window_tree(desktop: Desktop, reader: Reader, port: int) -> None:
+    """The port's window opened from its menu line: every control named, who can reach the
+    listener in words, its strip."""
     click_menu(desktop, f"{port} Test API")
     title = f"What's on port {port}/tcp"
     focus(desktop, title)
@@ -302,6 +288,32 @@ def test_windows_through_atspi_and_by_keyboard(
     texts = " ".join(n["name"] for n in window)
     assert "127.0.0.1: reachable only from this machine (loopback)." in texts
     assert any(n["name"] == f"Timeline of {port} Test API" for n in window)
+
+
+@pytest.mark.timeout(240)
+def test_windows_through_atspi_and_by_keyboard(
+    desktop: Desktop, running: tuple[App, int], app_home: Path
+) -> None:
+    app, port = running
+    reader = Reader(desktop, app.proc.pid)
+
+    # 1. History: every control named; a strip per port that says its state in words.
+    history_tree(desktop, reader, port)
+    desktop.key("alt+s")  # Show: the last hour, by keyboard
+    desktop.key("Home")
+    wait_until(
+        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
+        10,
+        message="the last hour chosen",
+    )
+    time.sleep(0.5)
+    desktop.screenshot("a11y-history")
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
+
+    # 2. The port window: named controls, exposure and health in words.
+    title = f"What's on port {port}/tcp"
+    port_window_tree(desktop, reader, port)
     desktop.key("alt+h")  # History: the group's mnemonic lands in its span chooser
     desktop.key("Home")
     wait_until(
@@ -522,22 +534,5 @@ def test_the_tree_on_wayland(wayland: WaylandDesktop, app_home: Path) -> None:
     read over the session's bus."""
     with running_app(wayland, app_home) as (app, port):
         reader = Reader(wayland, app.proc.pid)
-        [strip] = open_history(wayland, reader)
-        nodes = reader.window("Port Watch History")
-        assert unnamed_controls(nodes) == []
-        assert strip["name"] == f"Timeline of {port} Test API"
-        assert f"{port} Test API: now up" in strip["description"]
-        assert {"Periods", "Refresh", "Export CSV...", "Export JSON...", "Close"} <= {
-            n["name"] for n in nodes
-        }
-        title = f"What's on port {port}/tcp"
-        click_menu(wayland, f"{port} Test API")
-        nodes = wait_until(
-            lambda: [n for n in reader.tree() if n["name"] == "Listeners"] and reader.tree(),
-            20,
-            message="the port window through AT-SPI",
-        )
-        window = [n for n in nodes if n["path"].split("/")[0] == _top(nodes, title)]
-        assert unnamed_controls(window) == []
-        texts = " ".join(n["name"] for n in window)
-        assert "127.0.0.1: reachable only from this machine (loopback)." in texts
+        history_tree(wayland, reader, port)
+        port_window_tree(wayland, reader, port)
