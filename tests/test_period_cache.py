@@ -167,3 +167,14 @@ def test_the_history_window_with_100000_events_fills_within_200_ms(
     appended = statistics.median(run[2] for run in runs)
     assert filled <= 0.200, f"filled in {filled * 1000:.0f} ms"
     assert appended <= 0.100, f"an appended event shown in {appended * 1000:.0f} ms"
+
+
+def test_what_a_column_cannot_hold_is_no_crash(tmp_path: Path) -> None:
+    """A log line with a pid beyond 64 bits (damage, or a hand edit): its period has no pid,
+    and the command line shows the history instead of a traceback."""
+    log = EventLog(tmp_path / "events.jsonl")
+    log.append([Event(T0, PORTS[0], "started", pid=10**30, name="big")])
+    [span] = full_read(log)[PORTS[0]]
+    assert (span.state, span.pid, span.name) == ("up", None, "big")
+    periods, _reader = cached_read(log)
+    assert periods == full_read(log)

@@ -167,6 +167,7 @@ class Strings:
 
 
 _OPEN = math.inf  # the end of a period still going on, in the `ends` column
+_MAX_PID = 2**63 - 1
 COLUMN_TYPES = {  # name: array type code
     "starts": "d",
     "ends": "d",
@@ -206,35 +207,27 @@ class PortPeriods(Sequence[Period]):
     def __getitem__(self, index: slice) -> list[Period]: ...
     def __getitem__(self, index: int | slice) -> Period | list[Period]:
         if isinstance(index, slice):
-            return [self._period(i) for i in range(*index.indices(self.size))]
+            start, stop, step = index.indices(self.size)
+            if step == 1:
+                return self._rows(start, stop)
+            return [self._rows(i, i + 1)[0] for i in range(start, stop, step)]
         if index < 0:
             index += self.size
         if not 0 <= index < self.size:
             raise IndexError(index)
-        return self._period(index)
+        return self._rows(index, index + 1)[0]
 
     def __iter__(self) -> Iterator[Period]:
-        return (self._period(i) for i in range(self.size))
-
-    def _period(self, i: int) -> Period:
-        c, text = self.columns, self.strings.text
-        end, pid = c["ends"][i], c["pids"][i]
-        return Period(
-            self.port,
-            c["starts"][i],
-            None if end == _OPEN else end,
-            STATES[c["states"][i]],
-            text(c["began"][i]) or "",
-            text(c["reasons"][i]),
-            None if pid < 0 else pid,
-            text(c["names"][i]),
-            text(c["users"][i]),
-        )
+        return iter(self._rows(0, self.size))
 
     def since(self, when: float) -> list[Period]:
         """The periods that reach into the time from `when` on (all of them, for -inf)."""
-        c, size = self.columns, self.size
-        first = bisect.bisect_left(c["reach"], when, 0, size)
+        first = bisect.bisect_left(self.columns["reach"], when, 0, self.size)
+        return self._rows(first, self.size, when)
+
+    def _rows(self, first: int, stop: int, when: float = -math.inf) -> list[Period]:
+        """Periods first..stop-1 as objects, those that end before `when` left out."""
+        c = self.columns
         texts, port, make = self.strings.texts, self.port, tuple.__new__
         return [
             make(
@@ -252,7 +245,7 @@ class PortPeriods(Sequence[Period]):
                 ),
             )
             for start, end, state, began, reason, pid, name, user in zip(
-                *(c[n][first:size] for n in _PERIOD_COLUMNS), strict=True
+                *(c[n][first:stop] for n in _PERIOD_COLUMNS), strict=True
             )
             if end >= when
         ]
@@ -276,7 +269,8 @@ class PortPeriods(Sequence[Period]):
         c["states"].append(STATES.index(state))
         c["began"].append(number(began))
         c["reasons"].append(number(reason))
-        c["pids"].append(-1 if pid is None else pid)
+        # A pid the column cannot hold is no process a log line could have seen: none.
+        c["pids"].append(pid if pid is not None and 0 <= pid <= _MAX_PID else -1)
         c["names"].append(number(name))
         c["users"].append(number(user))
         self.size += 1
