@@ -469,7 +469,7 @@ def check_loaded(path: Path, raw: bytes, data: object) -> None:
         assert [e.port for e in config.ports] == wanted[: cfg.MAX_WATCHED]
     elif "ports" not in data:
         assert config.ports == cfg.Config().ports
-    known = {"version", "ports", *(s.key for s in cfg.SETTINGS)}
+    known = {"version", "ports", "remotes", *(s.key for s in cfg.SETTINGS)}  # as config.py
     assert same_json(config.extra, {k: v for k, v in data.items() if k not in known})
     # The repaired file (if any) loads cleanly to the same settings.
     if result.problems and path.exists():

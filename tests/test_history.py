@@ -105,27 +105,52 @@ def test_unreadable_or_missing_log_reads_empty(tmp_path: Path) -> None:
     assert EventLog(tmp_path / "dir.jsonl").read().events == []
 
 
-def test_read_new_reads_only_what_was_appended(tmp_path: Path) -> None:
+def test_read_since_reads_only_what_was_appended(tmp_path: Path) -> None:
     """What the History window does every 2 s: no second read of what it has."""
     log = EventLog(tmp_path / "events.jsonl", max_bytes=2000, backups=3)
     log.append([event(i) for i in range(3)])
-    first, cursor, everything = log.read_new(None)
+    first, position, everything = log.read_since(None)
     assert everything and first.events == [event(i) for i in range(3)]
-    nothing, cursor, everything = log.read_new(cursor)
+    nothing, position, everything = log.read_since(position)
     assert not everything and nothing.events == [] and nothing.skipped == 0
     log.append([event(3)])
     with log.path.open("ab") as handle:
         handle.write(b'{"time": "half a line being writ')  # another writer, mid-line
-    more, cursor, everything = log.read_new(cursor)
+    more, position, everything = log.read_since(position)
     assert not everything and more.events == [event(3)]
     with log.path.open("ab") as handle:
         handle.write(b'ten"}\n')
-    damaged, cursor, everything = log.read_new(cursor)
+    damaged, position, everything = log.read_since(position)
     assert not everything and damaged.events == [] and damaged.skipped == 1
-    # A rotation starts over: everything again, from the old files too, nothing lost.
-    log.append([event(i) for i in range(4, 30)])
-    assert len(log.files()) > 1
-    again, cursor, everything = log.read_new(cursor)
+    # A rotation that keeps every file read so far goes on where it was: nothing twice.
+    log.append([event(i) for i in range(4, 12)])
+    assert len(log.files()) == 2
+    rotated, position, everything = log.read_since(position)
+    assert not everything and rotated.events == [event(i) for i in range(4, 12)]
+    # One that drops the oldest file starts over: everything again, nothing lost.
+    for i in range(12, 60):
+        log.append([event(i)])
+    assert len(log.files()) == 4
+    again, position, everything = log.read_since(position)
     assert everything
-    assert again.events == [event(i) for i in range(30)][-len(again.events) :]
-    assert again.events[-1] == event(29)
+    assert again.events == [event(i) for i in range(60)][-len(again.events) :]
+    assert again.events[-1] == event(59)
+
+
+def test_a_kept_position_is_checked_against_the_bytes(tmp_path: Path) -> None:
+    """A position kept on disk (the periods cache) goes on only over the very same bytes: an
+    edit in place, even of the same length, means reading everything again."""
+    log = EventLog(tmp_path / "events.jsonl")
+    log.append([event(i) for i in range(5)])
+    _first, position, _everything = log.read_since(None)
+    log.append([event(5)])
+    more, _same, everything = log.read_since(position, verify=True)
+    assert not everything and more.events == [event(5)]
+    data = log.path.read_bytes()
+    log.path.write_bytes(data.replace(b'"pid": 1001,', b'"pid": 1007,', 1))  # same length
+    assert log.path.stat().st_size == len(data)
+    edited, _position, everything = log.read_since(position, verify=True)
+    assert everything and len(edited.events) == 6 and edited.events[1].pid == 1007
+    unchecked, _position, everything = log.read_since(position)
+    # Without verify only the inode and the size are compared.
+    assert not everything and [e.pid for e in unchecked.events] == [1005]

@@ -1,6 +1,7 @@
 """The timeline strip as painted (real Qt, offscreen): each state stands out from light and dark
-backgrounds, states differ in shape and not only colour, hover and arrow keys say what a
-stretch was; and the port window shows its port's strip from the real log."""
+backgrounds (WCAG 2.x non-text contrast, 3:1), and so do the parts of its pattern; states differ
+in shape and not only colour; hover and arrow keys say what a stretch was; and the port window
+shows its port's strip from the real log."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QImage, QPalette
 from pytestqt.qtbot import QtBot
 
+from tests.contrast import BACKGROUNDS, NON_TEXT_MINIMUM, contrast_ratio, grey, share_contrasting
 from tests.ui_support import make_controller
 from trayapp.core import timeline
 from trayapp.core.events import Event
@@ -21,20 +23,14 @@ from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 from trayapp.ui.controller import Controller
 from trayapp.ui.port_window import PortWindow
-from trayapp.ui.timeline_strip import TimelineStrip
+from trayapp.ui.timeline_strip import COLOURS, EDGE, STRIPE, TimelineStrip
 
-BACKGROUNDS = {"light": QColor("#f3f4f6"), "dark": QColor("#1f2937")}
 T0 = 1_790_000_000.0
 P = Port(60610)
 
 
-def luma(color: QColor) -> float:
-    return 0.299 * color.red() + 0.587 * color.green() + 0.114 * color.blue()
-
-
 def one_state(state: timeline.State) -> list[timeline.Period]:
-    began = Event(T0, P, "watch-began", listening=state != "down", pid=4, name="uvicorn")
-    return [timeline.Period(P, T0, T0 + 100, state, began, 4, "uvicorn", "alice")]
+    return [timeline.Period(P, T0, T0 + 100, state, "watch-began", "start", 4, "uvicorn", "alice")]
 
 
 def painted(qtbot: QtBot, spans: list[timeline.Period], background: QColor) -> QImage:
@@ -49,22 +45,26 @@ def painted(qtbot: QtBot, spans: list[timeline.Period], background: QColor) -> Q
     return strip.grab().toImage()
 
 
-def grey(image: QImage) -> list[float]:
-    return [
-        luma(image.pixelColor(x, y)) for y in range(image.height()) for x in range(image.width())
-    ]
-
-
 @pytest.mark.parametrize("background", list(BACKGROUNDS))
 def test_each_state_stands_out_from_light_and_dark(qtbot: QtBot, background: str) -> None:
     colour = BACKGROUNDS[background]
-    base = luma(colour)
     for state in timeline.STATES:
-        pixels = grey(painted(qtbot, one_state(state), colour))
-        contrasting = sum(abs(value - base) > 60 for value in pixels) / len(pixels)
+        # SC 1.4.11: the colour that draws each state's shape has 3:1 against the background.
+        assert contrast_ratio(COLOURS[state], colour) >= NON_TEXT_MINIMUM, (state, background)
+        contrasting = share_contrasting(painted(qtbot, one_state(state), colour), colour)
         # Bars fill much of the strip; the not-watched dotted line a little, but clearly.
         wanted = 0.06 if state == "unwatched" else 0.3
         assert contrasting > wanted, (state, background, round(contrasting, 3))
+
+
+def test_the_patterns_parts_stand_out_from_each_other() -> None:
+    """The strip's states are told apart by shape, not by colour against each other (green and
+    red are alike to many eyes), so what draws the shapes must itself reach 3:1: the stripes
+    of an unhealthy bar against the bar, and the top edge that shows a bar's height against
+    every bar."""
+    assert contrast_ratio(STRIPE, COLOURS["unhealthy"]) >= NON_TEXT_MINIMUM
+    for state in ("up", "unhealthy", "down"):
+        assert contrast_ratio(EDGE, COLOURS[state]) >= NON_TEXT_MINIMUM, state
 
 
 @pytest.mark.parametrize("background", list(BACKGROUNDS))

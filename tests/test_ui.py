@@ -482,7 +482,7 @@ def test_history_window_lists_exports_and_totals(
     qtbot.wait(300)
     assert not window.store.loaded, "the log is read when the window is shown, not before"
     window.show()
-    qtbot.waitUntil(lambda: window.table.topLevelItemCount() == 4, timeout=10000)
+    qtbot.waitUntil(lambda: window.periods.rowCount() == 4, timeout=10000)
     text = window.totals.text()
     assert "up 1 h 30 min, down 30 min 0 s, not watched 2" in text  # 22 h, less a moment
     assert "up 75.0% of the watched time" in text
@@ -497,7 +497,7 @@ def test_history_window_lists_exports_and_totals(
     assert str(strip.text_at(0)).startswith("not watched from ")
     index = window.port_filter.findData(str(port))
     window.port_filter.setCurrentIndex(index)
-    assert window.table.topLevelItemCount() == 3
+    assert window.periods.rowCount() == 3
     assert set(window.strips) == {port}
     csv_path = window.export("csv", tmp_path / "h.csv")
     json_path = window.export("json", tmp_path / "h.json")
@@ -511,8 +511,8 @@ def test_history_window_lists_exports_and_totals(
     # Incremental: what is appended shows without reading the log again.
     log.append([Event(time.time(), port, "unhealthy", code="http-5xx", detail="HTTP 503")])
     window.reload()
-    qtbot.waitUntil(lambda: window.table.topLevelItemCount() == 4, timeout=10000)
-    assert window.table.topLevelItem(0).text(2) == "up but unhealthy"
+    qtbot.waitUntil(lambda: window.periods.rowCount() == 4, timeout=10000)
+    assert window.periods.index(0, 2).data() == "up but unhealthy"
     assert "now up but unhealthy" in window.strips[port].accessibleDescription()
     window.close()
 

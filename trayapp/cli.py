@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from trayapp import __version__
+from trayapp.core import alive, metrics, nagios, paths, remote_report, report, textfile, timeline
 from trayapp.core import config as cfg
-from trayapp.core import metrics, nagios, paths, remote_report, report, textfile, timeline
 from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.diagnosis import diagnose
@@ -649,6 +650,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
     monitor = _health_monitor(args, history, settings=_saved_settings(), on_outcome=on_outcome)
+    # SIGTERM (kill, systemd stop) ends the watch like Ctrl+C: with "watch-ended" in the log.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     try:
         watcher.run(args.interval, on_poll_and_check, stop)
     except KeyboardInterrupt:
@@ -834,8 +837,10 @@ def cmd_history(args: argparse.Namespace) -> int:
         ports = (_ports(local) if local else []) + [port_of(t) for t in targets]
     now = time.time()
     # Read everything: a period that began before --since still covers the time after it.
-    result = EventLog(paths.events_file()).read(ports=ports)
-    spans = timeline.periods(result.events)
+    events_file = paths.events_file()
+    result = EventLog(events_file).read(ports=ports)
+    # A watcher killed without a word watched until its mark says, not until now.
+    spans = timeline.periods(result.events, alive.dead_watchers(events_file, now))
     since = args.since
     if since is not None:
         spans = {

@@ -14,7 +14,7 @@ from tests.support import free_port as free_port  # re-exported for older import
 
 from .harness import Desktop, wait_until
 
-GREEN = "#16a34a"  # resources/icons/all.svg
+GREEN = "#13923d"  # resources/icons/all.svg
 RING = "#d1d5db"  # resources/icons/none.svg
 REPO = Path(__file__).resolve().parents[2]
 

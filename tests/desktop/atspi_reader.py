@@ -46,11 +46,16 @@ def describe(node: Any, path: str) -> dict[str, Any]:
 
 
 def walk(node: Any, path: str, depth: int, out: list[dict[str, Any]]) -> None:
-    out.append(describe(node, path))
-    if depth >= MAX_DEPTH:
+    try:
+        out.append(describe(node, path))
+        count = min(node.childCount, MAX_CHILDREN) if depth < MAX_DEPTH else 0
+    except Exception:  # GLib.GError: gone while we looked (a table's rows made anew): skip it
         return
-    for index in range(min(node.childCount, MAX_CHILDREN)):
-        child = node.getChildAtIndex(index)
+    for index in range(count):
+        try:
+            child = node.getChildAtIndex(index)
+        except Exception:  # likewise
+            continue
         if child is not None:
             walk(child, f"{path}/{index}", depth + 1, out)
 

@@ -8,6 +8,7 @@ Screenshots: test-artifacts/desktop/a11y-*.png (the README's History and port wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -26,6 +27,7 @@ from trayapp.core.model import Port
 
 from .app_support import App, free_port, start_server, write_config
 from .harness import Desktop, wait_until
+from .wayland_harness import WaylandDesktop
 
 HERE = Path(__file__).resolve().parent
 READER = HERE / "atspi_reader.py"
@@ -149,6 +151,14 @@ def unnamed_controls(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def running(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
+    with running_app(desktop, app_home) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_app(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
+    """The app with its accessibility bridge on, watching a real server with an hour of
+    history, on an X11 or a Wayland desktop; its menu made."""
     require_atspi()
     port = free_port()
     write_config(app_home, port, "Test API")
@@ -177,7 +187,20 @@ def running(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
     server = start_server(port)
     app = App(desktop, app_home, env={"QT_LINUX_ACCESSIBILITY_ALWAYS_ON": "1"})
     try:
-        wait_until(desktop.tray_items, 30, message="the app's tray item")
+        [item] = wait_until(desktop.tray_items, 30, message="the app's tray item")
+        # The menu is made again as the first scan and health check come in; a click sent
+        # meanwhile names an item that is gone. Wait until it has the port's line and holds.
+        seen: list[list[str]] = []
+
+        def settled() -> bool:
+            seen.append(desktop.tray_menu_labels(item))
+            return (
+                len(seen) > 1
+                and seen[-1] == seen[-2]
+                and any(label.startswith(str(port)) for label in seen[-1])
+            )
+
+        wait_until(settled, 30, interval=1.0, message="the tray menu made")
         yield app, port
     finally:
         server.terminate()
@@ -190,48 +213,68 @@ def running(desktop: Desktop, app_home: Path) -> Iterator[tuple[App, int]]:
 
 def focus(desktop: Desktop, title: str) -> int:
     [wid] = wait_until(lambda: desktop.find_windows(name=title), 15, message=title)
-    desktop.run(["xdotool", "windowfocus", "--sync", str(wid)], check=False)
+    if not isinstance(desktop, WaylandDesktop):  # sway gives a new window the focus itself
+        desktop.run(["xdotool", "windowfocus", "--sync", str(wid)], check=False)
     return wid
 
 
-@pytest.mark.timeout(240)
-def test_windows_through_atspi_and_by_keyboard(
-    desktop: Desktop, running: tuple[App, int], app_home: Path
-) -> None:
-    app, port = running
-    reader = Reader(desktop, app.proc.pid)
+def _focused_cell(reader: Reader, table_name: str) -> str | None:
+    """The current cell's words: Qt keeps the focused state on a table's current cell."""
+    nodes = reader.tree()
+    tables = [n["path"] for n in nodes if n["role"] == "table" and n["name"] == table_name]
+    if not tables:
+        return None
+    cells = [
+        n["name"]
+        for n in nodes
+        if n["role"] == "table cell" and n["focused"] and n["path"].startswith(tables[0] + "/")
+    ]
+    return cells[0] if cells else None
 
-    # 1. History: every control named; a strip per port that says its state in words.
+
+def _tab_round(desktop: Desktop, reader: Reader, limit: int = 40) -> list[str]:
+    """Tab until the focus comes back where it began: what it passed, as role:name."""
+    seen: list[str] = []
+    for _ in range(limit):
+        desktop.key("Tab")
+        focused = wait_until(reader.focused, 5, message="something focused")
+        seen.append(f"{focused['role']}:{focused['name']}")
+        if len(seen) > 3 and seen[-1] == seen[0]:
+            break
+    assert seen[-1] == seen[0], f"Tab did not come round: {seen}"
+    return seen
+
+
+def open_history(desktop: Desktop, reader: Reader) -> list[dict[str, Any]]:
+    """From the tray's menu; its strips (once the log is read) as AT-SPI sees them."""
     click_menu(desktop, "History...")
     focus(desktop, "^Port Watch History$")
-    history = wait_until(
+    strips: list[dict[str, Any]] = wait_until(
         lambda: [
             n for n in reader.window("Port Watch History") if n["name"].startswith("Timeline of")
         ],
         20,
         message="the History window's strips through AT-SPI",
     )
+    return strips
+
+
+def history_tree(desktop: Desktop, reader: Reader, port: int) -> None:
+    """The History window opened from the menu: every control named; the port's strip says
+    its state and totals in words."""
+    [strip] = open_history(desktop, reader)
     nodes = reader.window("Port Watch History")
     assert unnamed_controls(nodes) == []
-    [strip] = history
     assert strip["name"] == f"Timeline of {port} Test API"
     assert f"{port} Test API: now up" in strip["description"]
     assert "not watched" in strip["description"] and "% of the watched time" in strip["description"]
     names = {n["name"] for n in nodes}
     assert {"Periods", "Refresh", "Export CSV...", "Export JSON...", "Close"} <= names
-    desktop.key("alt+s")  # Show: the last hour, by keyboard
-    desktop.key("Home")
-    wait_until(
-        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
-        10,
-        message="the last hour chosen",
-    )
-    time.sleep(0.5)
-    desktop.screenshot("a11y-history")
-    desktop.key("Escape")
-    wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
 
-    # 2. The port window: named controls, exposure and health in words.
+
+def port_window_tree(desktop: Desktop, reader: Reader, port: int) -> None:
+    """The port's window opened from its menu line: every control named, who can reach the
+    listener in words, its strip."""
     click_menu(desktop, f"{port} Test API")
     title = f"What's on port {port}/tcp"
     focus(desktop, title)
@@ -245,6 +288,32 @@ def test_windows_through_atspi_and_by_keyboard(
     texts = " ".join(n["name"] for n in window)
     assert "127.0.0.1: reachable only from this machine (loopback)." in texts
     assert any(n["name"] == f"Timeline of {port} Test API" for n in window)
+
+
+@pytest.mark.timeout(240)
+def test_windows_through_atspi_and_by_keyboard(
+    desktop: Desktop, running: tuple[App, int], app_home: Path
+) -> None:
+    app, port = running
+    reader = Reader(desktop, app.proc.pid)
+
+    # 1. History: every control named; a strip per port that says its state in words.
+    history_tree(desktop, reader, port)
+    desktop.key("alt+s")  # Show: the last hour, by keyboard
+    desktop.key("Home")
+    wait_until(
+        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
+        10,
+        message="the last hour chosen",
+    )
+    time.sleep(0.5)
+    desktop.screenshot("a11y-history")
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
+
+    # 2. The port window: named controls, exposure and health in words.
+    title = f"What's on port {port}/tcp"
+    port_window_tree(desktop, reader, port)
     desktop.key("alt+h")  # History: the group's mnemonic lands in its span chooser
     desktop.key("Home")
     wait_until(
@@ -257,14 +326,7 @@ def test_windows_through_atspi_and_by_keyboard(
 
     # 3. Keyboard only: Tab walks every control and comes back; Alt+W stops watching, again
     # starts; Escape closes.
-    seen: list[str] = []
-    for _ in range(40):
-        desktop.key("Tab")
-        focused = wait_until(reader.focused, 5, message="something focused")
-        seen.append(f"{focused['role']}:{focused['name']}")
-        if len(seen) > 3 and seen[-1] == seen[0]:
-            break
-    assert seen[-1] == seen[0], f"Tab did not come round: {seen}"
+    seen = _tab_round(desktop, reader)
     chain = " | ".join(seen)
     for wanted in (
         "combo box:",
@@ -359,3 +421,118 @@ def _top(nodes: list[dict[str, Any]], title: str) -> str:
         if "/" not in node["path"] and node["name"].startswith(title):
             return str(node["path"])
     raise AssertionError(f"no window {title!r} in the accessibility tree")
+
+
+@pytest.mark.timeout(240)
+def test_history_and_the_port_dialogs_by_keyboard(
+    desktop: Desktop, running: tuple[App, int], app_home: Path
+) -> None:
+    app, port = running
+    reader = Reader(desktop, app.proc.pid)
+    name = f"{port} Test API"
+
+    # 1. History: Tab reaches every control and comes round; arrow keys walk a strip and the
+    # table's rows; Escape closes.
+    assert [n["name"] for n in open_history(desktop, reader)] == [f"Timeline of {name}"]
+    seen = _tab_round(desktop, reader)
+    chain = " | ".join(seen)
+    # Every control once, top to bottom, and nothing unnamed in between.
+    cycle = seen[:-1]
+    start = cycle.index("combo box:All ports")  # a combo box is called by its current choice
+    assert cycle[start:] + cycle[:start] == [
+        "combo box:All ports",
+        "combo box:Last day",
+        "push button:Refresh",
+        f"filler:Timeline of {name}",
+        "table:Periods",
+        "push button:Export CSV...",
+        "push button:Export JSON...",
+        "push button:Close",
+    ], chain
+    for _ in range(len(chain.split(" | "))):
+        if wait_until(reader.focused, 5, message="focus")["name"] == f"Timeline of {name}":
+            break
+        desktop.key("Tab")
+    desktop.key("Home")
+    first = wait_until(reader.focused, 5, message="the strip")["description"]
+    desktop.key("End")
+    last = wait_until(reader.focused, 5, message="the strip")["description"]
+    # The oldest stretch is before any record; the newest is this run's watch, with its owner.
+    assert first.startswith("not watched from "), first
+    assert last.startswith("up from ") and " to now " in last, last
+    desktop.key("alt+i")  # Per&iods: the table, through its label's mnemonic
+    table = wait_until(reader.focused, 5, message="the table focused")
+    assert (table["role"], table["name"]) == ("table", "Periods"), table
+    desktop.key("Home")
+    top = wait_until(lambda: _focused_cell(reader, "Periods"), 5, message="a current cell")
+    desktop.key("Down")
+    below = wait_until(
+        lambda: (cell := _focused_cell(reader, "Periods")) != top and cell,
+        5,
+        message="Down moved to the next row",
+    )
+    # Newest first: the row below began earlier.
+    assert below < top, (top, below)
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
+
+    # 2. Check a port: the dialog's field is named, typing a port and Return opens its window;
+    # a wrong port says what is wrong and what is allowed, and Return dismisses that.
+    click_menu(desktop, "Check a port...")
+    focus(desktop, "^Check a port$")
+    dialog = wait_until(lambda: reader.window("Check a port"), 15, message="the dialog")
+    assert unnamed_controls(dialog) == [], dialog
+    field = wait_until(reader.focused, 5, message="the field focused")
+    assert field["role"] == "text" and "Port" in field["name"], field
+    desktop.run(["xdotool", "type", "--delay", "30", str(port)])
+    desktop.key("Return")
+    title = f"What's on port {port}/tcp"
+    focus(desktop, title)
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name=title), 10, message="port window closed")
+    click_menu(desktop, "Check a port...")
+    focus(desktop, "^Check a port$")
+    desktop.run(["xdotool", "type", "--delay", "30", "70000"])
+    desktop.key("Return")
+    said = wait_until(
+        lambda: [
+            n["name"]
+            for n in reader.window("Check a port")
+            if "70000" in n["name"] and n["role"] == "label"
+        ],
+        10,
+        message="the error, in words",
+    )
+    assert "1" in said[0] and "65535" in said[0], said
+    desktop.key("Return")
+    wait_until(lambda: not desktop.find_windows(name="^Check a port$"), 10, message="dismissed")
+
+    # 3. Watch a port: typed and Return saves it; Escape leaves the settings as they were.
+    config = app_home / "config" / "config.json"
+    click_menu(desktop, "Watch a port...")
+    focus(desktop, "^Watch a port$")
+    desktop.run(["xdotool", "type", "--delay", "30", "8124"])
+    desktop.key("Return")
+    wait_until(
+        lambda: 8124 in [entry["port"] for entry in json.loads(config.read_text())["ports"]],
+        10,
+        message="8124 watched (saved)",
+    )
+    before = config.read_text()
+    click_menu(desktop, "Watch a port...")
+    focus(desktop, "^Watch a port$")
+    desktop.run(["xdotool", "type", "--delay", "30", "8125"])
+    desktop.key("Escape")
+    wait_until(lambda: not desktop.find_windows(name="^Watch a port$"), 10, message="cancelled")
+    time.sleep(0.5)
+    assert config.read_text() == before
+
+
+@pytest.mark.timeout(240)
+def test_the_tree_on_wayland(wayland: WaylandDesktop, app_home: Path) -> None:
+    """AT-SPI is D-Bus, not X11: the same tree from the app on Qt's Wayland platform (sway),
+    read over the session's bus."""
+    with running_app(wayland, app_home) as (app, port):
+        reader = Reader(wayland, app.proc.pid)
+        history_tree(wayland, reader, port)
+        port_window_tree(wayland, reader, port)

@@ -22,9 +22,9 @@ import pytest
 
 from tests.bluesky_stack import API_KEY, BlueskyStack
 
+from .app_support import GREEN
 from .harness import Desktop, wait_until
 
-GREEN = "#16a34a"  # resources/icons/all.svg
 ORANGE = "#ea580c"  # resources/icons/unhealthy.svg
 REPO = Path(__file__).resolve().parents[2]
 HEALTH_INTERVAL = 2.0

@@ -26,11 +26,11 @@ from tests.support import IN_CI, free_port, missing_part, require_tools
 from tests.ui_support import start_server
 from trayapp import __version__
 
+from .app_support import GREEN
 from .harness import Desktop, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "packaging" / "build_bundle.py"
-GREEN = "#16a34a"  # resources/icons/all.svg: every watched port listens
 RING = "#d1d5db"  # resources/icons/none.svg: nothing listens
 CATALOGUED_PORT, CATALOGUED_LABEL = 60610, "Bluesky Queue Server (HTTP API)"  # services.json
 

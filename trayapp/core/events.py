@@ -28,7 +28,9 @@ NEWS_KINDS: tuple[EventKind, ...] = ("healthy", "unhealthy", "service")
 WatchKind = Literal["watch-began", "watch-ended"]
 WATCH_KINDS: tuple[WatchKind, ...] = ("watch-began", "watch-ended")
 WATCH_BEGAN_REASONS = ("start", "added", "resumed", "woke")
-WATCH_ENDED_REASONS = ("quit", "paused", "removed", "suspended")
+# "lost": the watcher died unannounced (killed, crashed, power lost); written by the next
+# watcher to start, at the time the dead one was last known alive (core/alive.py).
+WATCH_ENDED_REASONS = ("quit", "paused", "removed", "suspended", "lost")
 MAX_DETAIL = 300
 
 

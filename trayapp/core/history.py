@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,76 +68,43 @@ class EventLog:
         wanted = set(ports) if ports is not None else None
         result = ReadResult()
         for path in self.files():
-            for line in _lines(path, result):
-                try:
-                    event = Event.from_json(json.loads(line))
-                except (ValueError, UnicodeDecodeError, RecursionError):
-                    result.skipped += 1
-                    continue
-                if since is not None and event.time < since:
-                    continue
-                if wanted is not None and event.port not in wanted:
-                    continue
-                result.events.append(event)
+            _parse_file(path, FilePosition(0, 0, 0), result, whole=True)
+        if since is not None or wanted is not None:
+            result.events = [
+                event
+                for event in result.events
+                if (since is None or event.time >= since)
+                and (wanted is None or event.port in wanted)
+            ]
         # Append order, not time order: after the clock is set back a later event carries an
         # earlier time, and sorting would put a stop before the start it ends.
         return result
 
-    def read_new(self, cursor: Cursor | None) -> tuple[ReadResult, Cursor | None, bool]:
-        """The events appended since `cursor` (None: all of them), the cursor to pass next
-        time, and whether this is everything (the file was new, rotated or replaced, so the
-        caller starts over). Lines still being written are left for the next call."""
-        try:
-            inode = self.path.stat().st_ino
-        except OSError:
-            inode = None
-        result = ReadResult()
-        if cursor is not None and inode == cursor.inode:
-            offset = self._parse_from(self.path, cursor.offset, result)
-            if offset is not None:
-                return result, Cursor(cursor.inode, offset), False
-            result = ReadResult()  # shrank: replaced in place; start over
-        for path in self.files():
-            if path != self.path:
-                self._parse_from(path, 0, result, whole=True)
-        offset = self._parse_from(self.path, 0, result) if inode is not None else None
-        return (
-            result,
-            Cursor(inode, offset) if inode is not None and offset is not None else None,
-            True,
-        )
+    def read_since(
+        self, position: Position | None, *, verify: bool = False
+    ) -> tuple[ReadResult, Position, bool]:
+        """The events appended since `position` (None: all of them), the position to pass
+        next time, and whether this is everything (the caller starts over).
 
-    @staticmethod
-    def _parse_from(
-        path: Path, offset: int, result: ReadResult, *, whole: bool = False
-    ) -> int | None:
-        """Parse the complete lines from `offset` on; the offset after the last one, or None
-        if the file is now shorter than `offset`."""
-        try:
-            with path.open("rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                if handle.tell() < offset:
-                    return None
-                handle.seek(offset)
-                while True:
-                    line = handle.readline(MAX_LINE_BYTES + 1)
-                    if not line:
-                        break
-                    if not line.endswith(b"\n"):
-                        if len(line) > MAX_LINE_BYTES:
-                            result.skipped += 1
-                            while line and not line.endswith(b"\n"):
-                                line = handle.readline(MAX_LINE_BYTES)
-                            offset = handle.tell()
-                            continue
-                        if not whole:
-                            break  # being written: next time
-                    offset = handle.tell()
-                    if line.strip():
-                        _parse_into(line, result)
-        except OSError:
-            return offset
-        return offset
+        The position holds each file read, oldest first: its inode, the bytes read and their
+        CRC-32. It goes on only while those files are still the oldest ones and have not
+        shrunk (a rotation that keeps them just adds a file); with `verify`, also only if the
+        bytes read are still the same (a position kept on disk, against an edited log). Lines
+        still being written are left for the next call."""
+        found = []
+        for path in self.files():
+            try:
+                found.append((path, path.stat()))
+            except OSError:
+                continue
+        kept = _still_valid(found, position or (), verify)
+        result = ReadResult()
+        files: list[FilePosition] = []
+        for index, (path, info) in enumerate(found):
+            start = kept[index] if index < len(kept) else FilePosition(info.st_ino, 0, 0)
+            last = index == len(found) - 1
+            files.append(_parse_file(path, start, result, whole=not last))
+        return result, tuple(files), not kept
 
     def _backup(self, index: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{index}")
@@ -152,18 +120,124 @@ class EventLog:
 
 
 @dataclass(frozen=True)
-class Cursor:
-    """Where a reader of the current log file got to."""
+class FilePosition:
+    """How far a reader got in one log file."""
 
     inode: int
-    offset: int
+    offset: int  # bytes read: whole lines only
+    crc: int  # zlib.crc32 of those bytes
 
 
-def _parse_into(line: bytes, result: ReadResult) -> None:
+Position = tuple[FilePosition, ...]  # oldest file first
+CHUNK_BYTES = 1024 * 1024
+_decode = json.JSONDecoder().decode
+
+
+def _still_valid(
+    found: list[tuple[Path, os.stat_result]], position: Position, verify: bool
+) -> Position:
+    """`position` if it still describes the start of these files, else ()."""
+    if len(position) > len(found):
+        return ()
+    for (path, info), known in zip(found, position, strict=False):
+        if info.st_ino != known.inode or info.st_size < known.offset:
+            return ()
+        if verify and _crc(path, known.offset) != known.crc:
+            return ()
+    return position
+
+
+def _crc(path: Path, length: int) -> int | None:
+    crc = 0
     try:
-        result.events.append(Event.from_json(json.loads(line)))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        result.skipped += 1
+        with path.open("rb") as handle:
+            while length > 0:
+                chunk = handle.read(min(CHUNK_BYTES, length))
+                if not chunk:
+                    return None
+                crc = zlib.crc32(chunk, crc)
+                length -= len(chunk)
+    except OSError:
+        return None
+    return crc
+
+
+def _parse_file(
+    path: Path, start: FilePosition, result: ReadResult, *, whole: bool
+) -> FilePosition:
+    """Parse the lines of `path` after `start` into `result`; where that leaves the file.
+
+    Reads in chunks of a MiB (a log of any size costs no more memory than that); a line longer
+    than MAX_LINE_BYTES is damage, skipped without being held. `whole`: a last line without
+    its newline is read too (a rotated file is never written again)."""
+    reader = _Reader(start, result)
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return start
+    with handle:
+        handle.seek(start.offset)
+        while True:
+            chunk = handle.read(CHUNK_BYTES)
+            if not chunk:
+                break
+            reader.feed(chunk)
+        if whole:
+            reader.finish()
+    return FilePosition(start.inode, reader.offset, reader.crc)
+
+
+class _Reader:
+    """Lines from chunks: what is whole is parsed and counted as read (offset, CRC)."""
+
+    def __init__(self, start: FilePosition, result: ReadResult) -> None:
+        self.offset, self.crc = start.offset, start.crc
+        self.result = result
+        self.rest = b""  # the start of a line whose end is in the next chunk
+        self.oversized = False  # inside a damaged, too long line: skip to its end
+
+    def _consume(self, data: bytes | memoryview) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        self.offset += len(data)
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.rest + chunk if self.rest else chunk
+        self.rest = b""
+        if self.oversized:
+            cut = data.find(b"\n")
+            if cut < 0:
+                self._consume(data)
+                return
+            self._consume(memoryview(data)[: cut + 1])
+            data = data[cut + 1 :]
+            self.oversized = False
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        self._consume(memoryview(data)[: len(data) - len(rest)])
+        for line in lines:
+            self._parse(line)
+        if len(rest) > MAX_LINE_BYTES:
+            self.result.skipped += 1
+            self._consume(rest)
+            self.oversized = True
+        else:
+            self.rest = rest
+
+    def finish(self) -> None:
+        """The last line has no newline, and will never get one."""
+        if self.rest:
+            self._consume(self.rest)
+            self._parse(self.rest)
+            self.rest = b""
+
+    def _parse(self, line: bytes) -> None:
+        if len(line) > MAX_LINE_BYTES:
+            self.result.skipped += 1
+        elif line.strip():
+            try:
+                self.result.events.append(Event.from_json(_decode(line.decode("utf-8"))))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                self.result.skipped += 1
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -176,23 +250,3 @@ def _ends_with_newline(path: Path) -> bool:
             return handle.read(1) == b"\n"
     except OSError:
         return True
-
-
-def _lines(path: Path, result: ReadResult) -> Iterator[bytes]:
-    try:
-        handle = path.open("rb")
-    except OSError:
-        return
-    with handle:
-        while True:
-            line = handle.readline(MAX_LINE_BYTES + 1)
-            if not line:
-                return
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                result.skipped += 1
-                # Skip the rest of the oversized line without holding it in memory.
-                while line and not line.endswith(b"\n"):
-                    line = handle.readline(MAX_LINE_BYTES)
-                continue
-            if line.strip():
-                yield line

@@ -7,18 +7,22 @@ health check fails), or unwatched (nothing watched it: before the first record, 
 counts towards percentages.
 
 Old logs (before watch events were written) have only changes: their first change begins a
-watched period, as far as anyone knows. A watcher that crashed wrote no "watch-ended": its last
-period runs on until the next record of that port.
+watched period, as far as anyone knows. A watcher that died unannounced wrote no "watch-ended":
+its mark (core/alive.py) says until when it was alive, and its watch ends there.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
-from collections.abc import Iterable
+import math
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from operator import attrgetter, itemgetter
+from typing import Any, Literal, NamedTuple, overload
 
 from trayapp.core.events import LISTEN_KINDS, Event, iso_time
 from trayapp.core.model import Port
@@ -40,15 +44,19 @@ STRIP_CHARS: dict[State, str] = {"up": "█", "unhealthy": "▒", "down": "▁",
 ASCII_STRIP_CHARS: dict[State, str] = {"up": "#", "unhealthy": "~", "down": "_", "unwatched": "."}
 # Which state a strip cell shows when several share it: trouble must not hide in a cell.
 _SEVERITY: dict[State, int] = {"down": 3, "unhealthy": 2, "up": 1, "unwatched": 0}
+_BY_SEVERITY: list[State] = sorted(_SEVERITY, key=_SEVERITY.__getitem__)
 
 
-@dataclass(frozen=True)
-class Period:
+class Period(NamedTuple):
+    """One stretch of one state (and owner). A tuple: the History window makes thousands of
+    them from the columns below each time it shows a span, and tuples are made fastest."""
+
     port: Port
     start: float
     end: float | None  # None: going on now
     state: State
-    event: Event  # the record that began it
+    began: str  # the kind of record that began it ("started", "watch-began", ...)
+    reason: str | None = None  # a watch record's reason, a health record's code
     pid: int | None = None
     name: str | None = None
     username: str | None = None
@@ -80,7 +88,7 @@ class Totals:
         return self.up / self.known if self.known else None
 
 
-class _PortState:
+class Tracker:
     """What the log says about one port so far, while reading it in order."""
 
     def __init__(self) -> None:
@@ -137,60 +145,230 @@ def _owner(event: Event) -> tuple[int | None, str | None, str | None]:
     return (event.pid, event.name, event.username)
 
 
+class Strings:
+    """Each distinct text once, by number: the columns below hold numbers. Only ever grows, so
+    a copy of the columns made on one thread reads it safely while another adds to it."""
+
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self.texts: list[str] = list(texts)
+        self._index = {text: i for i, text in enumerate(self.texts)}
+
+    def number(self, text: str | None) -> int:
+        if text is None:
+            return -1
+        found = self._index.get(text)
+        if found is None:
+            found = self._index[text] = len(self.texts)
+            self.texts.append(text)
+        return found
+
+    def text(self, number: int) -> str | None:
+        return self.texts[number] if number >= 0 else None
+
+
+_OPEN = math.inf  # the end of a period still going on, in the `ends` column
+_MAX_PID = 2**63 - 1
+COLUMN_TYPES = {  # name: array type code
+    "starts": "d",
+    "ends": "d",
+    "reach": "d",  # the latest end so far: periods before the first reach >= t end before t
+    "states": "b",
+    "began": "i",
+    "reasons": "i",
+    "pids": "q",  # -1: none
+    "names": "i",
+    "users": "i",
+}
+
+
+# The columns that make a Period, in its fields' order.
+_PERIOD_COLUMNS = ("starts", "ends", "states", "began", "reasons", "pids", "names", "users")
+
+
+class PortPeriods(Sequence[Period]):
+    """One port's periods as columns of numbers (arrays): a week of a flapping port is
+    100,000 periods, which as objects take seconds to make and to copy; as columns a copy is a
+    memcpy and only the periods a view shows become Period objects."""
+
+    def __init__(self, port: Port, strings: Strings) -> None:
+        self.port = port
+        self.strings = strings
+        self.columns: dict[str, array[Any]] = {
+            name: array(code) for name, code in COLUMN_TYPES.items()
+        }
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> Period: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Period]: ...
+    def __getitem__(self, index: int | slice) -> Period | list[Period]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.size)
+            if step == 1:
+                return self._rows(start, stop)
+            return [self._rows(i, i + 1)[0] for i in range(start, stop, step)]
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return self._rows(index, index + 1)[0]
+
+    def __iter__(self) -> Iterator[Period]:
+        return iter(self._rows(0, self.size))
+
+    def since(self, when: float) -> list[Period]:
+        """The periods that reach into the time from `when` on (all of them, for -inf)."""
+        first = bisect.bisect_left(self.columns["reach"], when, 0, self.size)
+        return self._rows(first, self.size, when)
+
+    def _rows(self, first: int, stop: int, when: float = -math.inf) -> list[Period]:
+        """Periods first..stop-1 as objects, those that end before `when` left out."""
+        c = self.columns
+        texts, port, make = self.strings.texts, self.port, tuple.__new__
+        return [
+            make(
+                Period,
+                (
+                    port,
+                    start,
+                    None if end == _OPEN else end,
+                    STATES[state],
+                    texts[began] if began >= 0 else "",
+                    texts[reason] if reason >= 0 else None,
+                    None if pid < 0 else pid,
+                    texts[name] if name >= 0 else None,
+                    texts[user] if user >= 0 else None,
+                ),
+            )
+            for start, end, state, began, reason, pid, name, user in zip(
+                *(c[n][first:stop] for n in _PERIOD_COLUMNS), strict=True
+            )
+            if end >= when
+        ]
+
+    def first_start(self) -> float | None:
+        return min(self.columns["starts"][: self.size]) if self.size else None
+
+    def append(
+        self,
+        when: float,
+        state: State,
+        began: str,
+        reason: str | None,
+        owner: tuple[int | None, str | None, str | None],
+    ) -> None:
+        c, number = self.columns, self.strings.number
+        pid, name, user = owner
+        c["starts"].append(when)
+        c["ends"].append(_OPEN)
+        c["reach"].append(_OPEN)
+        c["states"].append(STATES.index(state))
+        c["began"].append(number(began))
+        c["reasons"].append(number(reason))
+        # A pid the column cannot hold is no process a log line could have seen: none.
+        c["pids"].append(pid if pid is not None and 0 <= pid <= _MAX_PID else -1)
+        c["names"].append(number(name))
+        c["users"].append(number(user))
+        self.size += 1
+
+    def end_last(self, when: float) -> None:
+        c = self.columns
+        c["ends"][-1] = when
+        c["reach"][-1] = max(when, c["reach"][-2]) if self.size > 1 else when
+
+    def last_open(self) -> bool:
+        return self.size > 0 and self.columns["ends"][self.size - 1] == _OPEN
+
+    def last_state(self) -> State | None:
+        return STATES[self.columns["states"][self.size - 1]] if self.size else None
+
+    def view(self, count: int, end_last: float | None = None) -> PortPeriods:
+        """A copy of the first `count` periods that the builder's next additions leave alone;
+        with `end_last`, the last one ended then."""
+        copy = PortPeriods(self.port, self.strings)
+        copy.columns = {name: column[:count] for name, column in self.columns.items()}
+        copy.size = count
+        if end_last is not None and count:
+            copy.end_last(end_last)
+        return copy
+
+
 class PeriodBuilder:
     """Builds periods from events given in log order, a batch at a time: a window that shows
     the history adds what was appended since, without reading the log again."""
 
     def __init__(self) -> None:
-        self._trackers: dict[Port, _PortState] = {}
-        self._spans: dict[Port, list[Period]] = {}
+        self.strings = Strings()
+        self.trackers: dict[Port, Tracker] = {}
+        self.tables: dict[Port, PortPeriods] = {}
 
     def add(self, events: Iterable[Event]) -> None:
         for event in events:
             self._add(event)
 
     def _add(self, event: Event) -> None:
-        tracker = self._trackers.get(event.port)
+        tracker = self.trackers.get(event.port)
         if tracker is None:
             if event.kind != "watch-began" and event.kind not in LISTEN_KINDS:
                 return  # says nothing about a state we never saw begin
-            tracker = self._trackers[event.port] = _PortState()
-        spans = self._spans.setdefault(event.port, [])
+            tracker = self.trackers[event.port] = Tracker()
+            self.tables[event.port] = PortPeriods(event.port, self.strings)
+        table = self.tables[event.port]
         before = (tracker.state(), tracker.owner) if tracker.seen else None
         tracker.apply(event)
         tracker.seen = True
         after = (tracker.state(), tracker.owner)
         if after == before:
             return
-        if spans and spans[-1].end is None:
-            spans[-1] = _ended(spans[-1], event.time)
-        state, (pid, name, user) = after
-        spans.append(Period(event.port, event.time, None, state, event, pid, name, user))
+        if table.last_open():
+            table.end_last(event.time)
+        state, owner = after
+        reason = event.code if event.kind not in LISTEN_KINDS else None
+        table.append(event.time, state, event.kind, reason, owner)
 
-    def periods(self) -> dict[Port, list[Period]]:
-        """A copy of the periods so far, each port's list ending with its last watched period
-        (the open unwatched tail is no period: it has no end, and nothing watches it)."""
-        result: dict[Port, list[Period]] = {}
-        for port, spans in self._spans.items():
-            copy = spans[:-1] if spans and spans[-1].state == "unwatched" else list(spans)
-            if copy:
-                result[port] = copy
+    def views(self, dead: Mapping[str, float] | None = None) -> dict[Port, PortPeriods]:
+        """The periods so far as copies, each port's ending with its last watched period
+        (the open unwatched tail is no period: it has no end, and nothing watches it).
+
+        `dead`: watchers known to have died unannounced, and when each was last alive
+        (core/alive.py): a period still open that only they watched ended then."""
+        result: dict[Port, PortPeriods] = {}
+        for port, table in self.tables.items():
+            count = table.size - (1 if table.last_state() == "unwatched" else 0)
+            if not count:
+                continue
+            end_last = None
+            watchers = self.trackers[port].watchers
+            if (
+                dead
+                and watchers
+                and count == table.size
+                and table.last_open()
+                and watchers <= dead.keys()
+            ):
+                start = table.columns["starts"][count - 1]
+                end_last = max(start, max(dead[watcher] for watcher in watchers))
+            result[port] = table.view(count, end_last)
         return result
 
+    def periods(self, dead: Mapping[str, float] | None = None) -> dict[Port, list[Period]]:
+        """`views`, each period an object (for the command line and exports)."""
+        return {port: list(view) for port, view in self.views(dead).items()}
 
-def periods(events: Iterable[Event]) -> dict[Port, list[Period]]:
+
+def periods(
+    events: Iterable[Event], dead: Mapping[str, float] | None = None
+) -> dict[Port, list[Period]]:
     """Periods in the order the events happened (the log's order, which survives a clock
     set back; durations are clamped at zero there). A new period begins when the state or the
     owner changes."""
     builder = PeriodBuilder()
     builder.add(events)
-    return builder.periods()
-
-
-def _ended(span: Period, when: float) -> Period:
-    return Period(
-        span.port, span.start, when, span.state, span.event, span.pid, span.name, span.username
-    )
+    return builder.periods(dead)
 
 
 def unwatched_since(spans: list[Period]) -> float | None:
@@ -213,8 +391,7 @@ def totals(spans: Iterable[Period], since: float, now: float) -> Totals:
     return Totals(seconds["up"], seconds["down"], seconds["unhealthy"], unwatched)
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """A stretch of the strip: one state from start to end (clipped to the window)."""
 
     start: float
@@ -226,23 +403,25 @@ class Segment:
 def segments(spans: list[Period], since: float, now: float) -> list[Segment]:
     """The window [since, now] cut into states, gaps filled with "unwatched". Periods out of
     time order (a clock set back) are laid out in time order; overlaps keep the later record."""
-    inside: list[Segment] = []
+    inside: list[tuple[float, float, Period]] = []
     for span in spans:
-        start = max(span.start, since)
-        end = min(span.end if span.end is not None else now, now)
+        start = span.start if span.start > since else since
+        end = span.end if span.end is not None and span.end < now else now
         if end > start:
-            inside.append(Segment(start, end, span.state, span))
-    inside.sort(key=lambda s: s.start)
+            inside.append((start, end, span))
+    inside.sort(key=itemgetter(0))  # stable: of two that start together, the later record last
     result: list[Segment] = []
+    add, make = result.append, tuple.__new__  # thousands of them: the fastest way to make one
     cursor = since
-    for segment in inside:
-        start = max(segment.start, cursor)
-        if start >= segment.end:
+    for start, end, span in inside:
+        if start < cursor:
+            start = cursor
+        if start >= end:
             continue
         if start > cursor:
-            result.append(Segment(cursor, start, "unwatched", None))
-        result.append(Segment(start, segment.end, segment.state, segment.period))
-        cursor = segment.end
+            add(make(Segment, (cursor, start, "unwatched", None)))
+        add(make(Segment, (start, end, span.state, span)))
+        cursor = end
     if cursor < now:
         result.append(Segment(cursor, now, "unwatched", None))
     return result
@@ -251,19 +430,31 @@ def segments(spans: list[Period], since: float, now: float) -> list[Segment]:
 def cells(spans: list[Period], since: float, now: float, width: int) -> list[State]:
     """The strip as `width` cells, oldest first; a cell shows the worst state within it, so a
     short outage stays visible however long the window."""
+    return segment_cells(segments(spans, since, now), since, now, width)
+
+
+def segment_cells(laid: list[Segment], since: float, now: float, width: int) -> list[State]:
+    """`cells` of segments already laid out."""
     width = max(1, width)
     step = (now - since) / width if now > since else 0.0
-    result: list[State] = ["unwatched"] * width
-    for segment in segments(spans, since, now):
-        if step <= 0:
-            break
-        first = int((segment.start - since) // step)
-        # A segment that ends exactly on a cell's edge does not reach into that cell.
-        last = min(width - 1, int((max(segment.start, segment.end - 1e-6 * step) - since) // step))
-        for index in range(max(0, first), last + 1):
-            if _SEVERITY[segment.state] > _SEVERITY[result[index]]:
-                result[index] = segment.state
-    return result
+    if step <= 0:
+        return ["unwatched"] * width
+    ranks = [0] * width  # _SEVERITY of each cell's worst state so far
+    severity = _SEVERITY
+    edge = 1e-6 * step  # a segment that ends exactly on a cell's edge does not reach into it
+    for start, end, state, _period in laid:
+        rank = severity[state]
+        if not rank:
+            continue  # "unwatched": what every cell is to begin with
+        first = int((start - since) // step)
+        last = int((max(start, end - edge) - since) // step)
+        if last >= width:
+            last = width - 1
+        for index in range(first if first > 0 else 0, last + 1):
+            if rank > ranks[index]:
+                ranks[index] = rank
+    by_rank = _BY_SEVERITY
+    return [by_rank[rank] for rank in ranks]
 
 
 def strip_text(states: list[State], ascii_only: bool = False) -> str:
@@ -305,11 +496,10 @@ def rows(spans_by_port: dict[Port, list[Period]], now: float) -> list[dict[str, 
 
 def ordered(spans_by_port: dict[Port, list[Period]]) -> list[Period]:
     """Every port's periods in one list, oldest first."""
-    return sorted((span for spans in spans_by_port.values() for span in spans), key=_start)
+    return sorted((span for spans in spans_by_port.values() for span in spans), key=_START)
 
 
-def _start(span: Period) -> float:
-    return span.start
+_START = attrgetter("start")
 
 
 def period_rows(ordered: list[Period], now: float) -> list[dict[str, object]]:
@@ -321,8 +511,8 @@ def period_rows(ordered: list[Period], now: float) -> list[dict[str, object]]:
             "start": iso_time(span.start),
             "end": iso_time(span.end) if span.end is not None else None,
             "duration_s": round(span.duration(now), 3),
-            "event": span.event.kind,
-            "reason": span.event.code if span.event.kind not in LISTEN_KINDS else None,
+            "event": span.began,
+            "reason": span.reason,
             "pid": span.pid,
             "name": span.name,
             "user": span.username,

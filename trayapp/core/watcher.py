@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from trayapp.core import alive
 from trayapp.core.events import Event, EventKind, WatchKind
 from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState, Snapshot
@@ -141,6 +142,13 @@ class Watcher:
         # Ports whose "watch-began" is written with the next scan (that sees their state).
         self._beginning: dict[Port, str] = dict.fromkeys(self._ports, "start")
         self._watching: set[Port] = set()
+        # Where this watcher says it is alive, and whether dead watchers' marks were looked at.
+        self._mark = (
+            alive.AliveMark(alive.marks_folder(self.history.log.path), watcher_id)
+            if self.history is not None
+            else None
+        )
+        self._looked_for_dead = False
 
     @property
     def ports(self) -> list[Port]:
@@ -178,6 +186,29 @@ class Watcher:
         self._watching.difference_update(ports)
         if ended and self.history is not None:
             self.history.write(ended)
+            self._mark_alive(when, wrote=True)
+
+    def _mark_alive(self, when: float, wrote: bool = False) -> None:
+        if self._mark is None:
+            return
+        self._mark.stale_after = max(alive.STALE_AFTER_S, 3 * self.gap_s)
+        self._mark.watching(sorted(self._watching), when)
+        if wrote:
+            self._mark.touch(when, force=True)  # no record of ours is later than the mark
+
+    def _dead_watchers_ends(self, now: float) -> list[Event]:
+        """Once, before our own first record: the watches of watchers that died unannounced
+        (their marks), ended when they were last known alive."""
+        if self._mark is None or self._looked_for_dead:
+            return []
+        self._looked_for_dead = True
+        folder = self._mark.path.parent
+        return [
+            Event(mark.alive, port, "watch-ended", code="lost", watcher=mark.watcher)
+            for mark in alive.dead_marks(folder, self.watcher_id, now)
+            if alive.claim(mark)
+            for port in mark.ports
+        ]
 
     def _watch_events(self, snapshot: Snapshot) -> list[Event]:
         """The "watch-ended"/"watch-began" pairs a gap between polls calls for, and the
@@ -230,7 +261,7 @@ class Watcher:
         # A port watched afresh (added, resumed) has no "before" to differ from; one that
         # woke from a suspend has, and its change is news.
         fresh = {port for port, reason in self._beginning.items() if reason != "woke"}
-        watch_events = self._watch_events(snapshot)
+        watch_events = [*self._dead_watchers_ends(snapshot.time), *self._watch_events(snapshot)]
         events = [e for e in diff(self.last, snapshot) if e.port not in fresh]
         self.last = snapshot
         if self.history is not None:
@@ -239,6 +270,7 @@ class Watcher:
                 self.history.write([*watch_events, *events])
             else:
                 self.history.retry()
+            self._mark_alive(snapshot.time, wrote=bool(events or watch_events))
         return snapshot, events
 
     def run(

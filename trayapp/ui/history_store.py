@@ -1,5 +1,6 @@
 """The history as periods, for the windows that show it: read on a thread of its own, only
-when a window asks, then kept current by reading just what was appended since."""
+when a window asks, then kept current by reading just what was appended since. The periods
+read are kept beside the log (core/period_cache.py), so the next window starts from there."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import threading
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from trayapp.core import timeline
-from trayapp.core.history import Cursor, EventLog
+from trayapp.core import alive, period_cache, timeline
+from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 
 log = logging.getLogger(__name__)
@@ -19,23 +20,22 @@ class HistoryStore(QObject):
     """`changed` is emitted on the GUI thread whenever `spans` has news.
 
     Each refresh reads on a short-lived daemon thread (parsing 100,000 lines takes about a
-    second); it holds nothing that must be stopped when a window closes or the app quits.
+    second when there is no cache); it holds nothing that must be stopped when a window
+    closes or the app quits.
     """
 
     changed = Signal()
-    _read = Signal(object, int)  # dict[Port, list[Period]], damaged lines so far
+    _read = Signal(object, int)  # dict[Port, PortPeriods], damaged lines so far
 
     def __init__(self, event_log: EventLog) -> None:
         super().__init__()
         self.event_log = event_log
-        self.spans: dict[Port, list[timeline.Period]] = {}
+        self.spans: dict[Port, timeline.PortPeriods] = {}
         self.skipped = 0
         self.loaded = False
         self._read.connect(self._on_read)
         self._lock = threading.Lock()  # one reader at a time; it owns what follows
-        self._cursor: Cursor | None = None
-        self._builder = timeline.PeriodBuilder()
-        self._skipped = 0
+        self.reader = period_cache.PeriodReader(event_log)
         self._again = False  # a refresh came while reading: read once more after
         self._thread: threading.Thread | None = None
 
@@ -52,19 +52,16 @@ class HistoryStore(QObject):
 
     def _read_more(self) -> None:
         while True:
+            first = self.reader.position is None
             try:
-                result, self._cursor, everything = self.event_log.read_new(self._cursor)
+                changed, _everything = self.reader.read_more()
             except Exception:  # a reader bug must not take the app down; nothing new shows
                 log.exception("reading the history failed")
                 return
-            if everything:
-                self._builder = timeline.PeriodBuilder()
-                self._skipped = 0
-            if everything or result.events or result.skipped:
-                self._builder.add(result.events)
-                self._skipped += result.skipped
+            if first or changed:
+                dead = alive.dead_watchers(self.event_log.path)
                 try:
-                    self._read.emit(self._builder.periods(), self._skipped)
+                    self._read.emit(self.reader.builder.views(dead), self.reader.skipped)
                 except RuntimeError:  # the window (and this store) is gone: nobody to tell
                     return
             with self._lock:
@@ -73,7 +70,7 @@ class HistoryStore(QObject):
                 self._again = False
 
     @Slot(object, int)
-    def _on_read(self, spans: dict[Port, list[timeline.Period]], skipped: int) -> None:
+    def _on_read(self, spans: dict[Port, timeline.PortPeriods], skipped: int) -> None:
         self.spans = spans
         self.skipped = skipped
         self.loaded = True

@@ -5,10 +5,12 @@ It reads the log only once shown, on a thread (HistoryStore), and then only what
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -16,16 +18,17 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QScrollArea,
-    QTreeWidget,
-    QTreeWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from trayapp.core import paths, report, timeline
+from trayapp.core.events import iso_time
 from trayapp.core.history import EventLog
 from trayapp.core.model import Port
 from trayapp.ui.accessible import name_controls
@@ -35,13 +38,13 @@ from trayapp.ui.shortcuts import close_on_escape
 from trayapp.ui.timeline_strip import TimelineStrip
 
 COLUMNS = ("Start", "Port", "State", "Process", "Duration")
+WIDEST = ("2026-12-31 23:59:59", "65535/tcp", "up but unhealthy", "", "23 h 59 min (ongoing)")
 SPANS = (
     ("Last hour", timeline.HOUR),
     ("Last day", timeline.DAY),
     ("Last week", timeline.WEEK),
     ("Everything", None),
 )
-MAX_ROWS = 1000  # the table is for reading; the export has every period
 REFRESH_MS = 2000  # health news and other writers (portwatch watch --log) show this soon
 LEGEND = (
     "Strip: full bar = up, striped bar = up but unhealthy, low bar = down, "
@@ -99,6 +102,7 @@ class HistoryWindow(QWidget):
         strips_scroll.setWidget(self.strips_box)
         strips_scroll.setMinimumHeight(120)
         strips_scroll.setAccessibleName("Timelines")
+        strips_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # its strips take the focus
         layout.addWidget(strips_scroll, 1)
         self.strips: dict[Port, TimelineStrip] = {}
         self.strip_labels: dict[Port, QLabel] = {}
@@ -115,9 +119,25 @@ class HistoryWindow(QWidget):
         self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.totals)
 
-        self.table = QTreeWidget()
-        self.table.setHeaderLabels(list(COLUMNS))
-        self.table.setRootIsDecorated(False)
+        self.periods = PeriodsModel(self)
+        # A table view asks the model only for the rows it shows (a tree view walks them all).
+        self.table = QTableView()
+        self.table.setModel(self.periods)
+        self.table.verticalHeader().hide()
+        self.table.setShowGrid(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setWordWrap(False)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        # Widths from the longest words each column can have, not from measuring 100,000 rows.
+        metrics = self.table.fontMetrics()
+        for column, widest in enumerate(WIDEST):
+            header.resizeSection(column, metrics.horizontalAdvance(widest) + 24)
+        header.setSectionResizeMode(COLUMNS.index("Process"), QHeaderView.ResizeMode.Stretch)
+        rows = self.table.verticalHeader()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(metrics.height() + 8)
         self.table.setAccessibleName("Periods")
         self.table.setAccessibleDescription(
             "One row per period, newest first: start, port, state, process, duration"
@@ -175,19 +195,20 @@ class HistoryWindow(QWidget):
         seconds = self.span_filter.currentData()
         if seconds:
             return float(seconds)
-        first = min((s[0].start for s in self.store.spans.values() if s), default=now)
+        starts = (view.first_start() for view in self.store.spans.values())
+        first = min((start for start in starts if start is not None), default=now)
         return max(timeline.HOUR, now - first)
 
-    def selected(self) -> dict[Port, list[timeline.Period]]:
-        now = time.time()
+    def selected(self, now: float | None = None) -> dict[Port, list[timeline.Period]]:
+        """The chosen ports' periods that reach into the chosen span (only those become
+        objects: the last day of a week of 100,000 periods is a seventh of them)."""
         key = self.port_filter.currentData()
         seconds = self.span_filter.currentData()
-        since = now - seconds if seconds else None
-        chosen = {p: s for p, s in self.store.spans.items() if key is None or str(p) == key}
-        if since is None:
-            return chosen
+        since = (now or time.time()) - seconds if seconds else -math.inf
         return {
-            p: [s for s in spans if s.end is None or s.end >= since] for p, spans in chosen.items()
+            port: view.since(since)
+            for port, view in self.store.spans.items()
+            if key is None or str(port) == key
         }
 
     def _update_ports(self) -> None:
@@ -213,22 +234,27 @@ class HistoryWindow(QWidget):
         now = time.time()
         seconds = self.window_span(now)
         since = now - seconds
-        chosen = self.selected()
+        chosen = self.selected(now)
         skipped = self.store.skipped
         self.note.setText(f"{skipped} damaged lines in the log were skipped." if skipped else "")
-        self._show_strips(chosen, since, now)
+        totals = {port: timeline.totals(spans, since, now) for port, spans in chosen.items()}
+        self._show_strips(chosen, totals, since, now)
         self.axis.setText(
             f"Strips from {report.local_time(since)} to now ({timeline.duration_text(seconds)})"
         )
-        lines = []
-        for port, spans in chosen.items():
-            totals = timeline.totals(spans, since, now)
-            lines.append(f"{self.controller.title(port)}: {timeline.totals_text(totals)}")
+        lines = [
+            f"{self.controller.title(port)}: {timeline.totals_text(totals[port])}"
+            for port in chosen
+        ]
         self.totals.setText("\n".join(lines) or "No changes recorded yet.")
         self._show_table(chosen, now)
 
     def _show_strips(
-        self, chosen: dict[Port, list[timeline.Period]], since: float, now: float
+        self,
+        chosen: dict[Port, list[timeline.Period]],
+        totals_of: dict[Port, timeline.Totals],
+        since: float,
+        now: float,
     ) -> None:
         for port in list(self.strips):
             if port not in chosen:
@@ -246,47 +272,20 @@ class HistoryWindow(QWidget):
             strip, label = self.strips[port], self.strip_labels[port]
             self.strips_layout.addWidget(label, row, 0)
             self.strips_layout.addWidget(strip, row, 1)
-            totals = timeline.totals(spans, since, now)
+            totals = totals_of[port]
             ratio = totals.uptime_ratio
             words = f"{ratio:.1%} up" if ratio is not None else "not watched"
             label.setText(f"{title}: {words}")
             state = _state_now(spans)
             summary = f"{title}: now {state}; {timeline.totals_text(totals)}"
             strip.set_periods(spans, since, now, summary)
+        # Strips come and go with the ports; Tab still goes top to bottom through them.
+        chain = [self.refresh_button, *(self.strips[port] for port in sorted(self.strips))]
+        for before, after in itertools.pairwise([*chain, self.table]):
+            QWidget.setTabOrder(before, after)
 
     def _show_table(self, chosen: dict[Port, list[timeline.Period]], now: float) -> None:
-        every = timeline.ordered(chosen)
-        table = timeline.period_rows(every[-MAX_ROWS:], now)  # only what the table shows
-        self.table.setUpdatesEnabled(False)
-        self.table.clear()
-        items = []
-        for row in table[::-1]:
-            process = f"{row['name'] or '?'} (pid {row['pid']})" if row["pid"] else ""
-            if not process and row["user"]:
-                process = f"user {row['user']} (process hidden)"
-            ongoing = " (ongoing)" if row["end"] is None else ""
-            start = str(row["start"])[:19].replace("T", " ")
-            state = str(row["state"])
-            items.append(
-                QTreeWidgetItem(
-                    [
-                        start,
-                        f"{row['port']}/{row['protocol']}",
-                        timeline.STATE_WORDS.get(state, state),  # type: ignore[call-overload]
-                        process,
-                        timeline.duration_text(float(str(row["duration_s"]))) + ongoing,
-                    ]
-                )
-            )
-        self.table.addTopLevelItems(items)
-        if len(every) > MAX_ROWS:
-            self.note.setText(
-                f"{self.note.text()} The table shows the newest {MAX_ROWS} of {len(every)} "
-                "periods; the export has them all.".strip()
-            )
-        for column in range(len(COLUMNS)):
-            self.table.resizeColumnToContents(column)
-        self.table.setUpdatesEnabled(True)
+        self.periods.show(timeline.ordered(chosen)[::-1], now)
 
     def export_text(self, kind: str) -> str:
         table = timeline.rows(self.selected(), time.time())
@@ -307,6 +306,56 @@ class HistoryWindow(QWidget):
             return None
         self.note.setText(f"Exported to {target}")
         return target
+
+
+class PeriodsModel(QAbstractTableModel):
+    """The periods as table rows, newest first; a row's words are made only when the view
+    shows it, so 100,000 periods cost no more than the rows on screen."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._periods: list[timeline.Period] = []
+        self._now = 0.0
+
+    def show(self, newest_first: list[timeline.Period], now: float) -> None:
+        self.beginResetModel()
+        self._periods, self._now = newest_first, now
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._periods)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
+        if role != Qt.ItemDataRole.DisplayRole or not index.isValid():
+            return None
+        return period_cells(self._periods[index.row()], self._now)[index.column()]
+
+
+def period_cells(span: timeline.Period, now: float) -> tuple[str, str, str, str, str]:
+    """Start, port, state, process, duration: a row of the table in words."""
+    process = f"{span.name or '?'} (pid {span.pid})" if span.pid else ""
+    if not process and span.username:
+        process = f"user {span.username} (process hidden)"
+    ongoing = " (ongoing)" if span.end is None else ""
+    return (
+        iso_time(span.start)[:19].replace("T", " "),
+        f"{span.port.number}/{span.port.protocol}",
+        timeline.STATE_WORDS[span.state],
+        process,
+        timeline.duration_text(span.duration(now)) + ongoing,
+    )
 
 
 def _state_now(spans: list[timeline.Period]) -> str:

@@ -359,7 +359,8 @@ class PortWindow(QWidget):
             return
         now = time.time()
         seconds = float(self.history_span.currentData())
-        spans = self.history_store.spans.get(self.port, [])
+        view = self.history_store.spans.get(self.port)
+        spans = view.since(now - seconds) if view is not None else []
         totals = timeline.totals(spans, now - seconds, now)
         ratio = totals.uptime_ratio
         self.history_words.setText(

@@ -6,6 +6,7 @@ was, from when to when, and who owned the port."""
 from __future__ import annotations
 
 import bisect
+import functools
 
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -17,21 +18,25 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
+    QPixmap,
 )
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from trayapp.core import report, timeline
 from trayapp.core.timeline import Period, Segment, State
 
-# Each reaches a luma difference of at least 60 (of 255) from a light (#f3f4f6) and a dark
-# (#1f2937) background: tests/test_timeline_strip.py checks it.
+# Each has a WCAG contrast of at least 3:1 (SC 1.4.11) against a light (#f3f4f6) and a dark
+# (#1f2937) background, and so do the stripes and the top edge against the bars they mark:
+# tests/test_timeline_strip.py checks it. Mid-luminance colours are the only ones that pass on
+# both.
 COLOURS: dict[State, QColor] = {
-    "up": QColor("#16a34a"),
+    "up": QColor("#13923d"),
     "unhealthy": QColor("#ea580c"),
     "down": QColor("#ef4444"),
-    "unwatched": QColor("#9ca3af"),
+    "unwatched": QColor("#848a94"),
 }
 EDGE = QColor("#111827")
+STRIPE = QColor("#ffffff")
 DOWN_HEIGHT = 0.45  # a down stretch is a low bar: its shape says "down" without colour
 
 
@@ -70,6 +75,8 @@ class TimelineStrip(QWidget):
         self._starts: list[float] = []
         self._cells: list[State] = []
         self._current = -1  # segment chosen with the keyboard
+        self._patterns: dict[State, QPixmap] = {}
+        self._patterns_size = (0, 0)
         self.summary = ""
 
     def sizeHint(self) -> QSize:
@@ -100,13 +107,20 @@ class TimelineStrip(QWidget):
     def paintEvent(self, _event: QPaintEvent) -> None:
         width = max(1, self.width())
         if len(self._cells) != width:
-            self._cells = timeline.cells(self._spans, self._since, self._now, width)
-        painter = QPainter(self)
+            self._cells = timeline.segment_cells(self._segments, self._since, self._now, width)
         height = self.height()
+        if self._patterns_size != (width, height):
+            self._patterns = {state: _pattern(state, width, height) for state in timeline.STATES}
+            self._patterns_size = (width, height)
+        painter = QPainter(self)
+        cells, patterns = self._cells, self._patterns
         run_start = 0
         for x in range(1, width + 1):
-            if x == width or self._cells[x] != self._cells[run_start]:
-                self._paint_run(painter, run_start, x, self._cells[run_start], height)
+            if x == width or cells[x] != cells[run_start]:
+                # A run is a slice of its state's pattern: one copy, however it is drawn.
+                painter.drawPixmap(
+                    run_start, 0, patterns[cells[run_start]], run_start, 0, x - run_start, height
+                )
                 run_start = x
         if self.hasFocus():
             pen = QPen(self.palette().highlight().color(), 2)
@@ -116,28 +130,6 @@ class TimelineStrip(QWidget):
             if 0 <= self._current < len(self._segments):
                 painter.drawRect(self._segment_rect(self._segments[self._current]))
         painter.end()
-
-    def _paint_run(self, painter: QPainter, left: int, right: int, state: State, h: int) -> None:
-        colour = COLOURS[state]
-        if state == "unwatched":
-            # A dotted line: "nothing seen", clearly not a bar.
-            y = h // 2 - 1
-            for x in range(left, right):
-                if x % 4 < 2:
-                    painter.fillRect(x, y, 1, 3, colour)
-            return
-        top = int(h * (1 - DOWN_HEIGHT)) if state == "down" else 0
-        painter.fillRect(QRect(left, top, right - left, h - top), colour)
-        # A dark top edge: where the bar ends reads in grey too (full bar up, low bar down).
-        painter.fillRect(QRect(left, top, right - left, 2), EDGE)
-        if state == "unhealthy":
-            # White stripes cut through the bar: its shape says "unhealthy" in grey too.
-            painter.save()
-            painter.setClipRect(QRect(left, top, right - left, h - top))
-            painter.setPen(QPen(QColor("#ffffff"), 2))
-            for x in range(left - h - (left % 6), right, 6):
-                painter.drawLine(x, h, x + h, 0)
-            painter.restore()
 
     def _segment_rect(self, segment: Segment) -> QRect:
         span = max(1e-9, self._now - self._since)
@@ -189,3 +181,32 @@ class TimelineStrip(QWidget):
         self.described.emit(text)
         self.update()
         return text
+
+
+@functools.lru_cache(maxsize=32)  # the strips of a window share their size: made once
+def _pattern(state: State, width: int, h: int) -> QPixmap:
+    """The whole strip drawn in one state, on a transparent ground: each run of that state is
+    copied from it. The shapes say the state without colour: full bar up, striped bar
+    unhealthy, low bar down, dotted line not watched."""
+    pixmap = QPixmap(width, h)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    colour = COLOURS[state]
+    if state == "unwatched":
+        # A dotted line: "nothing seen", clearly not a bar.
+        y = h // 2 - 1
+        for x in range(0, width, 4):
+            painter.fillRect(x, y, 2, 3, colour)
+        painter.end()
+        return pixmap
+    top = int(h * (1 - DOWN_HEIGHT)) if state == "down" else 0
+    painter.fillRect(QRect(0, top, width, h - top), colour)
+    # A dark top edge: where the bar ends reads in grey too (full bar up, low bar down).
+    painter.fillRect(QRect(0, top, width, 2), EDGE)
+    if state == "unhealthy":
+        # White stripes cut through the bar: its shape says "unhealthy" in grey too.
+        painter.setPen(QPen(STRIPE, 2))
+        for x in range(-h, width, 6):
+            painter.drawLine(x, h, x + h, 0)
+    painter.end()
+    return pixmap
