@@ -253,7 +253,6 @@ def _remotes(value: object) -> tuple[tuple[WatchedRemote, ...], list[str]]:
     return _entries(value, remote_from_dict, lambda e: e.target, "remote entry", "remote entries")
 
 
-
 def _flags(item: dict[str, Any], defaults: dict[str, bool]) -> dict[str, bool]:
     """The entry's true/false settings; a wrong type is an error of the whole entry."""
     flags: dict[str, bool] = {}
@@ -274,6 +273,7 @@ def _api_key(item: dict[str, Any], whose: str, notes: list[str] | None) -> str |
     if cleaned is None and api_key != "" and notes is not None:
         notes.append(f"the API key of {whose} dropped (use {KEY_ALLOWED})")
     return cleaned
+
 
 def remote_from_dict(item: object, notes: list[str] | None = None) -> WatchedRemote:
     """A remote entry from its JSON; ValueError if unusable. As for ports, a bad key or
