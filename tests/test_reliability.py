@@ -813,7 +813,7 @@ def test_terminate_reports_access_denied_and_leaves_the_process(tmp_path: Path) 
         assert child.stdout.readline().strip() == "ready"
         # Imported as root, then run as nobody: the checkout may sit where nobody cannot read.
         code = (
-            "import json, os, sys; from trayapp.core.processes import terminate; "
+            "import json, os, sys; from trayapp.platforms.processes import terminate; "
             f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
             "o = terminate(int(sys.argv[1])); print(json.dumps([o.status, o.message]))"
         )

@@ -34,9 +34,9 @@ from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState
 from trayapp.core.paths import events_file
 from trayapp.core.probe import ProbeResult
-from trayapp.core.processes import Outcome, refusal
 from trayapp.core.report import PortReport
 from trayapp.platforms.commands import admin_hint, check_commands
+from trayapp.platforms.processes import Outcome, refusal
 from trayapp.ui.accessible import name_controls, scaled_font
 from trayapp.ui.controller import Controller
 from trayapp.ui.history_store import HistoryStore

@@ -17,12 +17,12 @@ from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, PortState
 from trayapp.core.probe import ProbeResult
-from trayapp.core.processes import terminate
 from trayapp.core.report import PortReport
 from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.service_check import ServiceMemory, run_check
 from trayapp.core.watcher import Watcher, late_after
 from trayapp.core.writeback import HistoryWriter
+from trayapp.platforms.processes import terminate
 
 log = logging.getLogger(__name__)
 
