@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support import require_tools
-from trayapp.platforms import OSName
+from trayapp.core.host import OSName
 from trayapp.platforms.autostart import (
     RUN_KEY,
     STARTUP_APPROVED_KEY,

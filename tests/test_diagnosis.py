@@ -32,10 +32,11 @@ from tests.helpers_listeners import (
 from tests.helpers_listeners import user_sandbox as sandbox_for
 from tests.support import user_name
 from trayapp.core.diagnosis import Finding, diagnose
+from trayapp.core.host import EphemeralInfo
 from trayapp.core.model import Port, PortState
-from trayapp.core.ranges import explain_port
-from trayapp.platforms import ephemeral
-from trayapp.platforms.ephemeral import EphemeralInfo, parse_netsh_dynamicport, parse_netsh_excluded
+from trayapp.core.ranges import explain_on, explain_port
+from trayapp.platforms import ephemeral, host_facts
+from trayapp.platforms.ephemeral import parse_netsh_dynamicport, parse_netsh_excluded
 from trayapp.platforms.scanners import create_scanner
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def scan(port: int, condition: Callable[[PortState], bool] = lambda s: True) -> 
 
 
 def findings_for(state: PortState) -> list[Finding]:
-    return diagnose(state, explain_port(state.port.number, state.port.protocol))
+    return diagnose(state, explain_on(host_facts(), state.port.number, state.port.protocol))
 
 
 def causes(findings: list[Finding]) -> list[str]:
@@ -150,7 +151,8 @@ DIAGNOSE_AS_USER = r"""
 import json, sys
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.model import Port
-from trayapp.core.ranges import explain_port
+from trayapp.core.ranges import explain_on
+from trayapp.platforms import host_facts
 from trayapp.platforms.scanners import create_scanner, make_scanner
 port, backend = int(sys.argv[1]), sys.argv[2]
 scanner = create_scanner() if backend == "default" else make_scanner(backend)
@@ -162,7 +164,7 @@ print(json.dumps({
     "backend": scanner.name,
     "listening": state.listening,
     "owners": [owner.pid for owner in state.owners],
-    "findings": [finding.to_json() for finding in diagnose(state, explain_port(port))],
+    "findings": [finding.to_json() for finding in diagnose(state, explain_on(host_facts(), port))],
 }))
 """
 
@@ -271,7 +273,7 @@ def ephemeral_free_port() -> int:
 @linux_only
 def test_source_port_of_a_connection() -> None:
     port = ephemeral_free_port()
-    info = explain_port(port)
+    info = explain_on(host_facts(), port)
     assert info.in_os_ephemeral and not info.os_reserved
     with tcp_listener() as server, socket.socket() as client:
         client.bind(("127.0.0.1", port))
@@ -337,7 +339,7 @@ def test_windows_excluded_range() -> None:
     eph = windows_info()
     assert eph.excluded_span(54300) == (54235, 54334)  # Hyper-V/WinNAT, no "*"
     info = explain_port(54300, ephemeral=eph, os_name="windows")
-    (finding,) = diagnose(PortState(Port(54300)), info, "windows")
+    (finding,) = diagnose(PortState(Port(54300)), info)
     assert finding.cause == "windows-excluded"
     assert "54235-54334" in finding.detail and "10013" in finding.detail
     assert finding.commands == (
@@ -350,7 +352,7 @@ def test_windows_excluded_range() -> None:
 def test_windows_administered_exclusion_is_not_a_problem() -> None:
     eph = windows_info()
     info = explain_port(50010, ephemeral=eph, os_name="windows")  # "*": an admin reserved it
-    (finding,) = diagnose(PortState(Port(50010)), info, "windows")
+    (finding,) = diagnose(PortState(Port(50010)), info)
     assert (finding.cause, finding.commands) == ("free", ())
 
 

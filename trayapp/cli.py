@@ -19,6 +19,7 @@ from trayapp.core import config as cfg
 from trayapp.core import metrics, nagios, paths, remote_report, report, textfile, timeline
 from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
+from trayapp.core.commands import commands_on_server
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.events import Event, parse_iso_time
 from trayapp.core.health_monitor import HealthMonitor, outcome_events
@@ -27,7 +28,7 @@ from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
 from trayapp.core.probe import ProbeResult
-from trayapp.core.ranges import explain_port, explanation_text
+from trayapp.core.ranges import explain_on, explanation_text
 from trayapp.core.remote import (
     RemoteCheck,
     RemoteSettings,
@@ -44,7 +45,7 @@ from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.status import port_label
 from trayapp.core.watcher import Watcher
 from trayapp.core.writeback import HistoryWriter
-from trayapp.platforms.commands import commands_on_server
+from trayapp.platforms import current_os, host_facts
 
 EXIT_OK, EXIT_FREE, EXIT_USAGE, EXIT_SCAN_FAILED = 0, 1, 2, 3
 SPEC_HELP = (
@@ -325,7 +326,7 @@ def _saved_settings() -> cfg.Config:
 
 
 def _labels(ports: Sequence[Port], settings: cfg.Config) -> dict[Port, str]:
-    return {port: port_label(settings, port) for port in ports}
+    return {port: port_label(settings, port, current_os()) for port in ports}
 
 
 def _probe_all(snapshot: Snapshot, settings: cfg.Config) -> dict[Port, ProbeResult]:
@@ -371,13 +372,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         scanner.close()
     settings = _saved_settings()
+    host = host_facts()
     reports = []
     for state in snapshot.states:
         entry = settings.watched(state.port)
-        label = port_label(settings, state.port)
+        label = port_label(settings, state.port, host.os_name)
         reports.append(
             make_report(
-                state, label=label, api_key=entry.api_key if entry else None, probe=args.probe
+                state,
+                host,
+                label=label,
+                api_key=entry.api_key if entry else None,
+                probe=args.probe,
             )
         )
     if args.json:
@@ -414,12 +420,13 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
             return EXIT_SCAN_FAILED
         finally:
             scanner.close()
+        host = host_facts()
         reports = []
         for state in snapshot.states:
             entry = settings.watched(state.port)
-            label = port_label(settings, state.port)
+            label = port_label(settings, state.port, host.os_name)
             api_key = entry.api_key if entry else None
-            reports.append(make_report(state, label=label, api_key=api_key, probe=args.probe))
+            reports.append(make_report(state, host, label=label, api_key=api_key, probe=args.probe))
         if args.json:
             local_json = [report.state_json(r) for r in reports]
         else:
@@ -543,7 +550,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         port = parse_port(args.port)
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
-    info = explain_port(port.number, port.protocol)
+    info = explain_on(host_facts(), port.number, port.protocol)
     findings = []
     if args.now:
         scanner = _scanner()

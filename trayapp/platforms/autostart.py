@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
+from trayapp.core.host import OSName
 from trayapp.fileio import atomic_write
-from trayapp.platforms import OSName, current_os
+from trayapp.platforms import current_os
 
 APP_TITLE = "Port Watch"
 DESKTOP_FILE_NAME = "portwatch.desktop"
