@@ -398,6 +398,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_remote(args: argparse.Namespace, local: list[str], targets: list[RemoteTarget]) -> int:
     """check with entries on other machines (and maybe local ports too)."""
+    ports = _ports(local) if local else []  # a bad spec is refused before anything is contacted
     settings = _saved_settings()
     checks: list[tuple[RemoteCheck, str]] = []
     for target in targets:
@@ -410,8 +411,7 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
         checks.append((check, _remote_label(target, settings)))
     code = EXIT_OK
     local_json: list[object] = []
-    if local:
-        ports = _ports(local)
+    if ports:
         scanner = _scanner()
         try:
             snapshot = scanner.scan(ports, connections=True)
