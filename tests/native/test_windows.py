@@ -41,12 +41,16 @@ def scratch_key() -> Iterator[str]:
 
 def test_winreg_writes_reads_and_removes_a_value(scratch_key: str) -> None:
     registry = WinregRegistry()
-    assert registry.read("HKEY_CURRENT_USER", scratch_key, "PortWatch") is None
-    registry.write("HKEY_CURRENT_USER", scratch_key, "PortWatch", "REG_SZ", r'"C:\a b\pw.exe" tray')
-    assert registry.read("HKEY_CURRENT_USER", scratch_key, "PortWatch") == r'"C:\a b\pw.exe" tray'
-    registry.delete("HKEY_CURRENT_USER", scratch_key, "PortWatch")
-    assert registry.read("HKEY_CURRENT_USER", scratch_key, "PortWatch") is None
-    registry.delete("HKEY_CURRENT_USER", scratch_key, "PortWatch")  # twice: still fine
+    assert registry.read(scratch_key, "PortWatch") is None
+    registry.write(scratch_key, "PortWatch", r'"C:\a b\pw.exe" tray')
+    assert registry.read(scratch_key, "PortWatch") == r'"C:\a b\pw.exe" tray'
+    import winreg
+
+    with winreg.OpenKey(winreg.HKEY_CURRENT_USER, scratch_key) as key:
+        assert winreg.QueryValueEx(key, "PortWatch")[1] == winreg.REG_SZ
+    registry.delete(scratch_key, "PortWatch")
+    assert registry.read(scratch_key, "PortWatch") is None
+    registry.delete(scratch_key, "PortWatch")  # twice: still fine
 
 
 def test_start_at_login_round_trip_through_the_real_registry(
