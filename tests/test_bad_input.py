@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from tests.support import child_env, missing_part
+from tests.support import app_env, child_env, missing_part
 from trayapp import cli
 from trayapp.core import config as cfg
 from trayapp.core import timeline
@@ -656,7 +656,6 @@ def _app_home(case: BadConfig, base: Path) -> Path:
     home = base / case.name
     config_dir = home / "config"
     config_dir.mkdir(parents=True)
-    (home / "run").mkdir(mode=0o700)
     target = config_dir / "config.json"
     if case.content is None:
         target.mkdir()
@@ -669,14 +668,7 @@ def _app_home(case: BadConfig, base: Path) -> Path:
 
 
 def _start_app(case: BadConfig, home: Path) -> subprocess.Popen[str]:
-    env = child_env(
-        PORTWATCH_HOME=str(home),
-        QT_QPA_PLATFORM="offscreen",
-        PORTWATCH_TRAY_WAIT="0",
-        XDG_RUNTIME_DIR=str(home / "run"),
-        TMPDIR=str(home / "run"),
-        HOME=str(home),
-    )
+    env = app_env(home)
     argv = [sys.executable, "-m", "trayapp"]
     if case.as_nobody and IS_ROOT:
         # Root without the capabilities that override file modes: the unreadable file is

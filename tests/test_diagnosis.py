@@ -24,6 +24,7 @@ from tests.helpers_listeners import (
     as_user,
     free_port,
     is_free,
+    json_as,
     port_of,
     system_users,
     tcp_listener,
@@ -199,17 +200,7 @@ def test_held_by_another_users_process(
     with Child(argv, env=user_env(pythonpath)) as listener:
         assert listener.read_line() == "ready"
         as_root = findings_for(scan(port, owned_by(listener.pid)))
-        done = subprocess.run(
-            [*as_user(other_user), python, "-c", DIAGNOSE_AS_USER, str(port), "default"],
-            env=user_env(pythonpath),
-            cwd=pythonpath,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+        seen = json_as(other_user, user_sandbox, DIAGNOSE_AS_USER, str(port), "default")
     assert seen["backend"] == ("netlink" if sys.platform.startswith("linux") else "psutil")
     assert seen["listening"] and seen["owners"] == []
     (finding,) = seen["findings"]
@@ -238,17 +229,7 @@ def test_another_users_process_seen_through_psutil(
     argv = [*as_user(owner_user), python, "-c", LISTENER, str(port)]
     with Child(argv, env=user_env(pythonpath)) as listener:
         assert listener.read_line() == "ready"
-        done = subprocess.run(
-            [*as_user(other_user), python, "-c", DIAGNOSE_AS_USER, str(port), "psutil"],
-            env=user_env(pythonpath),
-            cwd=pythonpath,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+        seen = json_as(other_user, user_sandbox, DIAGNOSE_AS_USER, str(port), "psutil")
     assert (seen["backend"], seen["listening"], seen["owners"]) == ("psutil", True, [])
     (finding,) = seen["findings"]
     assert finding["cause"] == "other-user"

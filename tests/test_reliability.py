@@ -33,7 +33,7 @@ import psutil
 import pytest
 
 from tests import save_loop
-from tests.support import child_env, free_port
+from tests.support import app_env, child_env, free_port, wait_for_log
 from trayapp.core import config as cfg
 from trayapp.core import timeline
 from trayapp.core import watcher as watcher_module
@@ -520,31 +520,6 @@ def test_short_soak_flapping_listener() -> None:
 # --- 5. the app opens no listening socket -------------------------------------------------------
 
 
-def _app_env(home: Path) -> dict[str, str]:
-    run = home / "run"
-    run.mkdir(parents=True, mode=0o700, exist_ok=True)
-    return child_env(
-        PORTWATCH_HOME=str(home),
-        QT_QPA_PLATFORM="offscreen",
-        PORTWATCH_TRAY_WAIT="0",
-        XDG_RUNTIME_DIR=str(run),
-        TMPDIR=str(run),
-        HOME=str(home),
-    )
-
-
-def _wait_for_log(proc: subprocess.Popen[str], log_file: Path, text: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        content = log_file.read_text(errors="replace") if log_file.is_file() else ""
-        if text in content:
-            return content
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"the app did not log {text!r} (exit status {proc.poll()})")
-
-
 @linux_only
 def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -555,14 +530,14 @@ def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) ->
     )
     app = subprocess.Popen(
         [sys.executable, "-m", "trayapp"],
-        env=_app_env(home),
+        env=app_env(home),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        _wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
+        wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
         # Give it something to do: a change (it probes the service: an outgoing connect).
         with listening(watched) as control:
             time.sleep(1.5)
@@ -575,7 +550,7 @@ def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) ->
             control_port = control.getsockname()[1]
             sockets = psutil.Process(app.pid).net_connections(kind="all")
         # It was busy meanwhile: it saw the watched port up, and now sees it stop.
-        _wait_for_log(app, home / "log" / "portwatch.log", f"{watched}/tcp stopped")
+        wait_for_log(app, home / "log" / "portwatch.log", f"{watched}/tcp stopped")
         assert app.poll() is None, "the app died"
     finally:
         app.send_signal(signal.SIGTERM)
@@ -603,7 +578,7 @@ def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) ->
 @linux_only
 def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = _app_env(home)
+    env = app_env(home)
     app = subprocess.Popen(
         [sys.executable, "-m", "trayapp"],
         env=env,
@@ -613,7 +588,7 @@ def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        _wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
+        wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
         # QLocalServer puts the socket in the temp folder (TMPDIR, here the app's own).
         channel = {
             path: path.lstat()
