@@ -90,7 +90,7 @@ class Pinger:
         self._paused.clear()
 
     def check(self) -> None:
-        assert len(self.latencies) >= 5, "too few answers to judge"
+        assert len(self.latencies) >= 5, f"too few answers to judge; failed: {self.failures}"
         assert not self.failures, self.failures
         slowest = max(self.latencies)
         assert slowest < GUI_ANSWER_S, f"GUI thread took {slowest:.2f} s to answer"
