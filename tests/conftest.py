@@ -8,6 +8,7 @@ left to crash. The CI workflow runs the same suite on Linux, Windows and macOS."
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -77,6 +78,16 @@ def bluesky_stack() -> Iterator[BlueskyStack]:
         missing_part(reason)
     with BlueskyStack() as stack:
         yield stack
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP socket listening on a free 127.0.0.1 port (no process of its own: this one)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import random
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -240,6 +241,23 @@ def as_user(user: pwd.struct_passwd) -> list[str]:
 
 def user_env(pythonpath: str) -> dict[str, str]:
     return child_env(PYTHONPATH=pythonpath, PYTHONDONTWRITEBYTECODE="1")
+
+
+def json_as(user: pwd.struct_passwd, sandbox: tuple[str, str], code: str, *args: str) -> Any:
+    """Run `code`, which prints JSON, as `user` with the sandbox's python (user_sandbox); what
+    it printed. It must succeed."""
+    python, pythonpath = sandbox
+    done = subprocess.run(
+        [*as_user(user), python, "-c", code, *args],
+        env=user_env(pythonpath),
+        cwd=pythonpath,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @contextlib.contextmanager

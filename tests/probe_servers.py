@@ -14,6 +14,7 @@ import contextlib
 import json
 import socket
 import socketserver
+import subprocess
 import sys
 import threading
 import time
@@ -275,6 +276,23 @@ class Silent(socketserver.BaseRequestHandler):
 
 
 # --- as a child process -----------------------------------------------------------------------
+
+
+@contextmanager
+def bluesky_child(api_key: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """A Bluesky-like server that wants `api_key`, in a child process (a real owner for the
+    scanner to name): (its port, the process). It ends when its stdin is closed."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "bluesky_httpserver", "--api-key", api_key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline()), server
+    finally:
+        server.communicate(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> None:

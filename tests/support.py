@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +55,40 @@ def child_env(**extra: str) -> dict[str, str]:
         env = {"PATH": "/usr/bin:/bin"}
     env.update(extra)
     return env
+
+
+def app_env(home: Path, *, private_tmp: bool = True) -> dict[str, str]:
+    """child_env for the tray app run by a test: offscreen Qt, no waiting for a tray, and what it
+    writes under `home` (settings, logs, its runtime folder). With `private_tmp` its temp folder,
+    where the single-instance socket goes, is that runtime folder too; leave it off where
+    `home`'s path is too long for a socket's (about 100 bytes)."""
+    run = home / "run"
+    run.mkdir(parents=True, mode=0o700, exist_ok=True)
+    env = child_env(
+        PORTWATCH_HOME=str(home),
+        QT_QPA_PLATFORM="offscreen",
+        PORTWATCH_TRAY_WAIT="0",
+        XDG_RUNTIME_DIR=str(run),
+        HOME=str(home),
+    )
+    if private_tmp:
+        env["TMPDIR"] = str(run)
+    return env
+
+
+def wait_for_log(
+    proc: subprocess.Popen[str], log_file: Path, text: str, timeout: float = 30
+) -> str:
+    """The app's log once it holds `text`; fails if the app exits or the time runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        if text in content:
+            return content
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"the app did not log {text!r} (exit status {proc.poll()})")
 
 
 def user_name() -> str:

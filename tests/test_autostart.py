@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support import require_tools
-from trayapp.platforms import OSName
+from trayapp.core.host import OSName
 from trayapp.platforms.autostart import (
     RUN_KEY,
     STARTUP_APPROVED_KEY,
@@ -315,28 +315,30 @@ def test_launch_agent_unwritable_raises_autostart_error(tmp_path: Path) -> None:
 
 
 class FakeRegistry:
+    """The current user's registry as a dict: (key path, value name) -> data."""
+
     def __init__(self) -> None:
-        self.values: dict[tuple[str, str, str], object] = {}
-        self.writes: list[tuple[str, str, str, str, str]] = []
-        self.deletes: list[tuple[str, str, str]] = []
+        self.values: dict[tuple[str, str], object] = {}
+        self.writes: list[tuple[str, str, str]] = []
+        self.deletes: list[tuple[str, str]] = []
         self.fail: OSError | None = None
 
-    def read(self, hive: str, key_path: str, name: str) -> object | None:
+    def read(self, key_path: str, name: str) -> object | None:
         if self.fail:
             raise self.fail
-        return self.values.get((hive, key_path, name))
+        return self.values.get((key_path, name))
 
-    def write(self, hive: str, key_path: str, name: str, value_type: str, data: str) -> None:
+    def write(self, key_path: str, name: str, data: str) -> None:
         if self.fail:
             raise self.fail
-        self.writes.append((hive, key_path, name, value_type, data))
-        self.values[(hive, key_path, name)] = data
+        self.writes.append((key_path, name, data))
+        self.values[(key_path, name)] = data
 
-    def delete(self, hive: str, key_path: str, name: str) -> None:
+    def delete(self, key_path: str, name: str) -> None:
         if self.fail:
             raise self.fail
-        self.deletes.append((hive, key_path, name))
-        self.values.pop((hive, key_path, name), None)
+        self.deletes.append((key_path, name))
+        self.values.pop((key_path, name), None)
 
 
 def test_windows_run_value() -> None:
@@ -349,10 +351,8 @@ def test_windows_run_value() -> None:
     assert RUN_KEY == r"Software\Microsoft\Windows\CurrentVersion\Run"
     assert registry.writes == [
         (
-            "HKEY_CURRENT_USER",
             r"Software\Microsoft\Windows\CurrentVersion\Run",
             "PortWatch",
-            "REG_SZ",
             r'"C:\Program Files\Port Watch\portwatch-tray.exe" tray "say \"hi\""',
         )
     ]
@@ -362,7 +362,7 @@ def test_windows_run_value() -> None:
     )
 
     autostart.disable()
-    assert ("HKEY_CURRENT_USER", RUN_KEY, "PortWatch") in registry.deletes
+    assert (RUN_KEY, "PortWatch") in registry.deletes
     assert not autostart.is_enabled()
 
 
@@ -370,7 +370,7 @@ def test_windows_respects_and_clears_task_manager_switch() -> None:
     registry = FakeRegistry()
     autostart = WindowsRunAutostart(registry=registry)
     autostart.enable([r"C:\pw\portwatch-tray.exe"])
-    approved = ("HKEY_CURRENT_USER", STARTUP_APPROVED_KEY, "PortWatch")
+    approved = (STARTUP_APPROVED_KEY, "PortWatch")
 
     registry.values[approved] = bytes([3, 0, 0, 0]) + bytes(8)  # switched off in Task Manager
     assert not autostart.is_enabled()

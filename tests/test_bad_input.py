@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from tests.support import child_env, missing_part
+from tests.support import app_env, child_env, missing_part
 from trayapp import cli
 from trayapp.core import config as cfg
 from trayapp.core import timeline
@@ -43,6 +44,7 @@ from trayapp.core.events import Event
 from trayapp.core.history import MAX_LINE_BYTES, EventLog
 from trayapp.core.model import PROTOCOLS, Port
 from trayapp.core.ports import PortSpecError, parse_ports
+from trayapp.core.remote import RemoteSpecError, looks_remote, parse_remote
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -74,6 +76,21 @@ def is_valid_spec(text: str) -> bool:
     return True
 
 
+def is_valid_cli_spec(text: str) -> bool:
+    """What `portwatch check` accepts: local port specs, and words naming another machine
+    ("host:port", URLs) as cli._split tells them apart."""
+    local = []
+    for word in text.split():
+        if looks_remote(word):
+            try:
+                parse_remote(word)
+            except RemoteSpecError:
+                return False
+        else:
+            local.append(word)
+    return not local or is_valid_spec(" ".join(local))
+
+
 # --- port specs: strategies ---------------------------------------------------------------------
 
 _ANY_CHAR = st.characters(codec="utf-8", exclude_characters="\x00")
@@ -102,7 +119,7 @@ bad_specs = st.one_of(
 
 def single_bad_spec() -> st.SearchStrategy[str]:
     # A leading "-" makes argparse read an option (-h is help): hand-picked below instead.
-    return bad_specs.filter(lambda s: not s.startswith("-") and not is_valid_spec(s))
+    return bad_specs.filter(lambda s: not s.startswith("-") and not is_valid_cli_spec(s))
 
 
 def check_usage_error(code: int, out: str, err: str) -> None:
@@ -218,6 +235,27 @@ def test_cli_generated_specs_exit_2_with_one_line(spec: str) -> None:
 _OPTIONS = st.sampled_from(["--bogus", "--json", "--no-probe", "-x", "--", "-", "--jso"])
 
 
+def test_a_bad_port_beside_another_machine_is_refused_before_it_is_contacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "A:1" names another machine (hypothesis found it among the "bad" specs): with a bad
+    local spec beside it, the usage error must come before any name lookup or connect."""
+    contacted: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        contacted.append(args)
+        raise OSError("test: no traffic")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for args in (["A:1", "70000"], ["70000", "xf11id-srv1:60610"], ["A:1", "--no-probe", "x"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["check", *args])
+        check_usage_error(code, out.getvalue(), err.getvalue())
+    assert contacted == []
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(bad_specs, st.integers(1, 65535).map(str), _OPTIONS), max_size=5))
 def test_cli_generated_argument_lists_in_process(args: list[str]) -> None:
@@ -225,7 +263,7 @@ def test_cli_generated_argument_lists_in_process(args: list[str]) -> None:
     the specs always hold a bad one). Options with control characters are left to
     test_cli_error_messages_escape_control_characters."""
     specs = [a for a in args if not a.startswith("-")]
-    assume(not is_valid_spec(" ".join(specs)))
+    assume(not is_valid_cli_spec(" ".join(specs)))
     # An unknown option takes the next arguments along into argparse's message, as typed:
     # that echo is test_cli_error_messages_escape_control_characters' subject.
     if any(a.startswith("-") for a in args):
@@ -618,7 +656,6 @@ def _app_home(case: BadConfig, base: Path) -> Path:
     home = base / case.name
     config_dir = home / "config"
     config_dir.mkdir(parents=True)
-    (home / "run").mkdir(mode=0o700)
     target = config_dir / "config.json"
     if case.content is None:
         target.mkdir()
@@ -631,14 +668,7 @@ def _app_home(case: BadConfig, base: Path) -> Path:
 
 
 def _start_app(case: BadConfig, home: Path) -> subprocess.Popen[str]:
-    env = child_env(
-        PORTWATCH_HOME=str(home),
-        QT_QPA_PLATFORM="offscreen",
-        PORTWATCH_TRAY_WAIT="0",
-        XDG_RUNTIME_DIR=str(home / "run"),
-        TMPDIR=str(home / "run"),
-        HOME=str(home),
-    )
+    env = app_env(home)
     argv = [sys.executable, "-m", "trayapp"]
     if case.as_nobody and IS_ROOT:
         # Root without the capabilities that override file modes: the unreadable file is

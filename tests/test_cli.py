@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ def portwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[st
         timeout=timeout,
         env=os.environ.copy(),
     )
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server
-    server.close()
 
 
 def test_version_and_help() -> None:

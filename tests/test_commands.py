@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import require_tools
-from trayapp.platforms import OSName
-from trayapp.platforms.commands import admin_hint, check_commands, terminate_hint
+from trayapp.core.commands import admin_hint, check_commands, terminate_hint
+from trayapp.core.host import OSName
 
 ALL_OS: list[OSName] = ["linux", "macos", "windows", "other"]
 

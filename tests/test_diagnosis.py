@@ -24,6 +24,7 @@ from tests.helpers_listeners import (
     as_user,
     free_port,
     is_free,
+    json_as,
     port_of,
     system_users,
     tcp_listener,
@@ -32,10 +33,11 @@ from tests.helpers_listeners import (
 from tests.helpers_listeners import user_sandbox as sandbox_for
 from tests.support import user_name
 from trayapp.core.diagnosis import Finding, diagnose
+from trayapp.core.host import EphemeralInfo
 from trayapp.core.model import Port, PortState
-from trayapp.core.ranges import explain_port
-from trayapp.platforms import ephemeral
-from trayapp.platforms.ephemeral import EphemeralInfo, parse_netsh_dynamicport, parse_netsh_excluded
+from trayapp.core.ranges import explain_on, explain_port
+from trayapp.platforms import ephemeral, host_facts
+from trayapp.platforms.ephemeral import parse_netsh_dynamicport, parse_netsh_excluded
 from trayapp.platforms.scanners import create_scanner
 
 if TYPE_CHECKING:
@@ -72,7 +74,7 @@ def scan(port: int, condition: Callable[[PortState], bool] = lambda s: True) -> 
 
 
 def findings_for(state: PortState) -> list[Finding]:
-    return diagnose(state, explain_port(state.port.number, state.port.protocol))
+    return diagnose(state, explain_on(host_facts(), state.port.number, state.port.protocol))
 
 
 def causes(findings: list[Finding]) -> list[str]:
@@ -150,7 +152,8 @@ DIAGNOSE_AS_USER = r"""
 import json, sys
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.model import Port
-from trayapp.core.ranges import explain_port
+from trayapp.core.ranges import explain_on
+from trayapp.platforms import host_facts
 from trayapp.platforms.scanners import create_scanner, make_scanner
 port, backend = int(sys.argv[1]), sys.argv[2]
 scanner = create_scanner() if backend == "default" else make_scanner(backend)
@@ -162,7 +165,7 @@ print(json.dumps({
     "backend": scanner.name,
     "listening": state.listening,
     "owners": [owner.pid for owner in state.owners],
-    "findings": [finding.to_json() for finding in diagnose(state, explain_port(port))],
+    "findings": [finding.to_json() for finding in diagnose(state, explain_on(host_facts(), port))],
 }))
 """
 
@@ -197,17 +200,7 @@ def test_held_by_another_users_process(
     with Child(argv, env=user_env(pythonpath)) as listener:
         assert listener.read_line() == "ready"
         as_root = findings_for(scan(port, owned_by(listener.pid)))
-        done = subprocess.run(
-            [*as_user(other_user), python, "-c", DIAGNOSE_AS_USER, str(port), "default"],
-            env=user_env(pythonpath),
-            cwd=pythonpath,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+        seen = json_as(other_user, user_sandbox, DIAGNOSE_AS_USER, str(port), "default")
     assert seen["backend"] == ("netlink" if sys.platform.startswith("linux") else "psutil")
     assert seen["listening"] and seen["owners"] == []
     (finding,) = seen["findings"]
@@ -236,17 +229,7 @@ def test_another_users_process_seen_through_psutil(
     argv = [*as_user(owner_user), python, "-c", LISTENER, str(port)]
     with Child(argv, env=user_env(pythonpath)) as listener:
         assert listener.read_line() == "ready"
-        done = subprocess.run(
-            [*as_user(other_user), python, "-c", DIAGNOSE_AS_USER, str(port), "psutil"],
-            env=user_env(pythonpath),
-            cwd=pythonpath,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+        seen = json_as(other_user, user_sandbox, DIAGNOSE_AS_USER, str(port), "psutil")
     assert (seen["backend"], seen["listening"], seen["owners"]) == ("psutil", True, [])
     (finding,) = seen["findings"]
     assert finding["cause"] == "other-user"
@@ -271,7 +254,7 @@ def ephemeral_free_port() -> int:
 @linux_only
 def test_source_port_of_a_connection() -> None:
     port = ephemeral_free_port()
-    info = explain_port(port)
+    info = explain_on(host_facts(), port)
     assert info.in_os_ephemeral and not info.os_reserved
     with tcp_listener() as server, socket.socket() as client:
         client.bind(("127.0.0.1", port))
@@ -337,7 +320,7 @@ def test_windows_excluded_range() -> None:
     eph = windows_info()
     assert eph.excluded_span(54300) == (54235, 54334)  # Hyper-V/WinNAT, no "*"
     info = explain_port(54300, ephemeral=eph, os_name="windows")
-    (finding,) = diagnose(PortState(Port(54300)), info, "windows")
+    (finding,) = diagnose(PortState(Port(54300)), info)
     assert finding.cause == "windows-excluded"
     assert "54235-54334" in finding.detail and "10013" in finding.detail
     assert finding.commands == (
@@ -350,7 +333,7 @@ def test_windows_excluded_range() -> None:
 def test_windows_administered_exclusion_is_not_a_problem() -> None:
     eph = windows_info()
     info = explain_port(50010, ephemeral=eph, os_name="windows")  # "*": an admin reserved it
-    (finding,) = diagnose(PortState(Port(50010)), info, "windows")
+    (finding,) = diagnose(PortState(Port(50010)), info)
     assert (finding.cause, finding.commands) == ("free", ())
 
 

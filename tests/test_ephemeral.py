@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trayapp.platforms import OSName, ephemeral
+from trayapp.core.host import EphemeralInfo, OSName
+from trayapp.platforms import ephemeral, host_facts
 from trayapp.platforms.ephemeral import (
-    EphemeralInfo,
     ExcludedRange,
     parse_linux_range,
     parse_linux_reserved,
@@ -193,6 +193,21 @@ def test_read_ephemeral_on_this_linux() -> None:
     assert info.source == "/proc/sys/net/ipv4/ip_local_port_range"
 
 
+@pytest.mark.linux("reads this Linux machine")
+def test_host_facts_of_this_linux() -> None:
+    """What the command line and the windows hand to core: this OS, its range read on demand
+    (one range for both protocols on Linux), the same as reading it directly."""
+    host = host_facts()
+    assert host.os_name == "linux"
+    first, last = (
+        int(n) for n in (ephemeral.LINUX_SYSCTL_DIR / "ip_local_port_range").read_text().split()
+    )
+    for protocol in ("tcp", "udp"):
+        info = host.ephemeral(protocol)
+        assert info is not None and (info.first, info.last) == (first, last)
+        assert info == read_ephemeral("linux", protocol, max_age=0)
+
+
 def _fake_runner(
     outputs: dict[str, str | None], calls: list[list[str]]
 ) -> Callable[[list[str], float], str | None]:
@@ -315,11 +330,3 @@ def test_failures_are_cached_too(monkeypatch: pytest.MonkeyPatch) -> None:
     assert read_ephemeral("macos") is None
     assert read_ephemeral("macos") is None
     assert len(calls) == 1
-
-
-def test_info_helpers() -> None:
-    info = EphemeralInfo(49152, 65535, reserved=((50000, 50059),), excluded=((54235, 54334),))
-    assert 60610 in info and 1024 not in info
-    assert info.reserved_span(50010) == (50000, 50059)
-    assert info.reserved_span(60610) is None
-    assert info.excluded_span(54300) == (54235, 54334)

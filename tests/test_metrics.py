@@ -31,6 +31,7 @@ from tests.monitoring_support import (
     value,
     wait_for,
 )
+from tests.probe_servers import bluesky_child
 from tests.support import free_port
 from tests.ui_support import http_server
 from trayapp import cli
@@ -216,19 +217,9 @@ def test_no_ports_anywhere_is_a_clear_error(portwatch_home: Path) -> None:
 
 
 def test_bluesky_queue_figures_and_no_api_key(portwatch_home: Path) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "tests/probe_servers.py", "bluesky_httpserver", "--api-key", "k3y-S3cret"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
+    with bluesky_child("k3y-S3cret") as (port, _server):
         write_config(portwatch_home, [{"port": port, "api_key": "k3y-S3cret"}])
         result = portwatch("metrics", str(port))
-    finally:
-        server.communicate(timeout=10)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert_valid(text)

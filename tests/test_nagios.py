@@ -10,13 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.monitoring_support import renamed_listener
-from tests.probe_servers import QuietHandler, serve
+from tests.probe_servers import QuietHandler, bluesky_child, serve
 from tests.support import free_port, missing_part
 from trayapp import cli
 from trayapp.core.model import Snapshot
@@ -56,15 +55,6 @@ def check_grammar(result: subprocess.CompletedProcess[str]) -> tuple[str, list[s
     for item in items:
         assert PERFDATA.fullmatch(item), item
     return text, items
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server
-    server.close()
 
 
 def test_a_listening_port_is_ok(listener: socket.socket) -> None:
@@ -133,15 +123,7 @@ def test_listening_but_unhealthy_is_a_warning() -> None:
 
 
 def test_a_bluesky_server_without_its_key_warns_and_with_it_is_ok(portwatch_home: Path) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "tests/probe_servers.py", "bluesky_httpserver", "--api-key", "s3cret"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
+    with bluesky_child("s3cret") as (port, server):
         without = plugin(str(port))
         text, _perf = check_grammar(without)
         assert without.returncode == 1
@@ -158,8 +140,6 @@ def test_a_bluesky_server_without_its_key_warns_and_with_it_is_ok(portwatch_home
         assert "RE Manager idle, 2 queued" in with_key.stdout
         assert "(Queue Server)" in with_key.stdout
         assert "s3cret" not in without.stdout + with_key.stdout
-    finally:
-        server.communicate(timeout=10)
 
 
 def test_expect_free_turns_the_logic_around(listener: socket.socket) -> None:

@@ -168,7 +168,8 @@ def test_wheel_in_a_fresh_venv_runs_the_cli(
         str(python),
         "-c",
         "import trayapp, trayapp.resources as r; from trayapp.core.services import label_for; "
-        "print(trayapp.__file__); print(r.resource_dir()); print(label_for(60610))",
+        "print(trayapp.__file__); print(r.resource_dir()); "
+        "print(label_for(60610, os_name='linux'))",
     )
     assert where.returncode == 0, where.stderr
     package_file, folder, label = where.stdout.splitlines()[:3]

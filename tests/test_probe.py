@@ -7,6 +7,8 @@ the real scanner where the probe starts from a scan (probe_state).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import socket
 import sys
@@ -15,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests import probe_servers as servers
 from tests.helpers_listeners import DEADLINE, Child, free_port, has_ipv6
@@ -303,6 +307,7 @@ def test_probe_state_reaches_a_v4_mapped_loopback_listener() -> None:
         (["::1", "127.0.0.1"], "127.0.0.1"),
         (["192.168.1.10"], None),
         (["fe80::1"], None),
+        (["10.0.0.1", "fe80::1"], None),
         ([], None),
     ],
 )
@@ -312,13 +317,127 @@ def test_loopback_for(addresses: list[str], expected: str | None) -> None:
 
 # --- loopback only ----------------------------------------------------------------------------
 
-REFUSED = ["10.0.0.1", "192.168.1.1", "8.8.8.8", "::ffff:10.0.0.1", "example.com", ""]
+NOT_LOOPBACK = [
+    "example.com",
+    "localhost",  # a name: resolving it is already traffic we refuse to depend on
+    "10.0.0.1",
+    "192.168.1.1",
+    "::ffff:10.0.0.1",
+    "8.8.8.8",
+    "169.254.169.254",
+    "0.0.0.0",
+    "::",
+    "fe80::1",
+    "fe80::1%lo",
+    "2001:db8::1",
+    "[2001:db8::1]",
+    "224.0.0.1",
+    "255.255.255.255",
+    "127.0.0.1.nip.io",
+    "2130706433",
+    "0x7f000001",
+    "127.1",
+    "10.0.0.1\n",
+    " 127.0.0.1",
+    "",
+]
 
 
-@pytest.mark.parametrize("host", REFUSED)
-def test_require_loopback_refuses(host: str) -> None:
+class NetworkGuard:
+    """Stands in for the socket functions the probe could reach the network with.
+
+    A loopback IP literal is let through (or refused without traffic when `offline`); anything
+    else is recorded as a violation and never sent.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, offline: bool = True) -> None:
+        self.violations: list[tuple[str, object]] = []
+        self.loopback: list[tuple[str, object]] = []
+        self.offline = offline
+        real_create, real_getaddrinfo = socket.create_connection, socket.getaddrinfo
+        real_connect = socket.socket.connect
+
+        def create_connection(address: tuple[str, int], *args: object, **kwargs: object) -> object:
+            self._check("create_connection", address[0])
+            return real_create(address, *args, **kwargs)  # type: ignore[arg-type]
+
+        def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+            self._check("getaddrinfo", host)
+            return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+        def connect(sock: socket.socket, address: object) -> None:
+            self._check("connect", address[0] if isinstance(address, tuple) else address)
+            real_connect(sock, address)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(socket, "create_connection", create_connection)
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setattr(socket.socket, "connect", connect)
+
+    def _check(self, what: str, host: object) -> None:
+        try:
+            loopback = ipaddress.ip_address(str(host)).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            self.violations.append((what, host))
+            raise OSError(f"test guard: {what} to {host!r} refused")
+        self.loopback.append((what, host))
+        if self.offline:
+            raise ConnectionRefusedError(f"test guard: {what} to {host!r} allowed, but offline")
+
+    @property
+    def loopback_hosts(self) -> set[object]:
+        return {host for _, host in self.loopback}
+
+
+@pytest.mark.parametrize("host", NOT_LOOPBACK)
+def test_other_hosts_are_refused_before_any_traffic(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = NetworkGuard(monkeypatch)
     with pytest.raises(NotLoopback):
         require_loopback(host)
+    with pytest.raises(NotLoopback):
+        probe(80, host, timeout=0.2)
+    with pytest.raises(NotLoopback):
+        probe(60610, host, timeout=0.2, api_key=KEY, bluesky=True)
+    assert guard.violations == [] and guard.loopback == []
+
+
+def test_probe_refuses_hosts_that_only_look_like_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BUG (core/probe.py): require_loopback() checked host.strip("[]"), but the probe then
+    connected to `host` as given. "127.0.0.1]" passed the check, and http.client (which only
+    strips a matching pair of brackets) handed "127.0.0.1]" to getaddrinfo: a DNS query for a
+    name, possibly completed by a search domain, instead of a refusal before any traffic."""
+    guard = NetworkGuard(monkeypatch)
+    for host in ("127.0.0.1]", "::1]", "[::1", "[127.0.0.1", "]]127.0.0.1"):
+        with contextlib.suppress(NotLoopback):
+            probe(80, host, timeout=0.2)
+    assert guard.violations == []
+
+
+_HOST_ALPHABET = st.characters(codec="utf-8", exclude_characters="[]")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.text(_HOST_ALPHABET, max_size=40),
+        st.text("0123456789abcdef.:%xl ", max_size=40),
+    )
+)
+def test_any_host_is_refused_or_a_loopback_literal(host: str) -> None:
+    # A fresh guard per example: hypothesis reuses the function, not a fixture.
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        guard = NetworkGuard(monkeypatch)
+        try:
+            probe(80, host, timeout=0.2)
+        except NotLoopback:
+            assert guard.loopback == []
+        else:
+            assert ipaddress.ip_address(host).is_loopback
+        assert guard.violations == []
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.5.5.5", "::1", "[::1]"])
@@ -326,39 +445,25 @@ def test_require_loopback_accepts(host: str) -> None:
     require_loopback(host)
 
 
-@pytest.fixture
-def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Fails the test the moment anything tries to open a connection."""
-    attempts: list[str] = []
-
-    def refuse(name: str) -> Callable[..., object]:
-        def call(*args: object, **kwargs: object) -> object:
-            attempts.append(name)
-            pytest.fail(f"{name} was called: the probe tried to connect before refusing")
-
-        return call
-
-    monkeypatch.setattr(socket, "create_connection", refuse("socket.create_connection"))
-    monkeypatch.setattr(socket.socket, "connect", refuse("socket.socket.connect"))
-    monkeypatch.setattr(
-        "http.client.HTTPConnection.connect", refuse("http.client.HTTPConnection.connect")
-    )
-    return attempts
+def test_probe_reaches_loopback_and_only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    guard = NetworkGuard(monkeypatch, offline=False)
+    with servers.serve(servers.Unauthorized) as server:
+        result = probe(server.port, "127.0.0.1", timeout=2)
+    assert (result.health, result.status, result.title) == ("http", 401, "401 Unauthorized")
+    assert guard.violations == [] and guard.loopback_hosts == {"127.0.0.1"}
 
 
-@pytest.mark.parametrize("host", REFUSED)
-def test_probe_refuses_other_hosts_before_connecting(host: str, no_connections: list[str]) -> None:
-    with pytest.raises(NotLoopback):
-        probe(80, host, api_key=KEY, bluesky=True)
-    assert no_connections == []
-
-
-def test_probe_state_skips_listeners_not_on_loopback(no_connections: list[str]) -> None:
-    listener = Listener(8080, "tcp", "192.168.1.10", "ipv4")
+@pytest.mark.parametrize("address", ["10.0.0.5", "192.168.1.10", "fe80::1", "2001:db8::7"])
+def test_probe_state_skips_listeners_not_on_loopback(
+    address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = NetworkGuard(monkeypatch)
+    family = "ipv6" if ":" in address else "ipv4"
+    listener = Listener(8080, "tcp", address, family)  # type: ignore[arg-type]
     result = probe_state(PortState(Port(8080), (listener,)), api_key=KEY)
     assert (result.health, result.host) == ("skipped", "")
-    assert "192.168.1.10" in result.summary and "loopback only" in result.summary
-    assert no_connections == []
+    assert address in result.summary and "loopback only" in result.summary
+    assert guard.violations == [] and guard.loopback == []
 
 
 # --- the API key stays secret -----------------------------------------------------------------

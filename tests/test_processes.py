@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from trayapp.core.processes import terminate
+from trayapp.platforms.processes import terminate
 
 STUBBORN = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

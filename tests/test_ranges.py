@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trayapp.core import ranges
-from trayapp.core.ranges import RangeInfo, explain_port, explanation_text, iana_range
-from trayapp.platforms.ephemeral import EphemeralInfo
+from trayapp.core.host import EphemeralInfo, HostFacts, OSName
+from trayapp.core.model import ProtocolName
+from trayapp.core.ranges import RangeInfo, explain_on, explain_port, explanation_text, iana_range
+from trayapp.platforms import current_os, host_facts
+from trayapp.platforms.ephemeral import read_ephemeral
 
 LINUX = EphemeralInfo(32768, 60999, source="/proc/sys/net/ipv4/ip_local_port_range")
 MACOS = EphemeralInfo(49152, 65535, source="sysctl net.inet.ip.portrange.first/last")
@@ -46,22 +48,22 @@ def test_iana_range_refuses_non_ports(port: int) -> None:
     with pytest.raises(ValueError):
         iana_range(port)
     with pytest.raises(ValueError):
-        explain_port(port, ephemeral=None)
+        explain_port(port, ephemeral=None, os_name="other")
 
 
 def test_titles_sizes_and_explanations() -> None:
-    well = explain_port(80, ephemeral=None)
+    well = explain_port(80, ephemeral=None, os_name="other")
     assert well.title == "System Ports (well-known)"
     assert well.size == 1024
     assert "root" in well.explanation
     assert "net.ipv4.ip_unprivileged_port_start" in well.explanation
 
-    registered = explain_port(8000, ephemeral=None)
+    registered = explain_port(8000, ephemeral=None, os_name="other")
     assert registered.title == "User Ports (registered)"
     assert registered.size == 48128
     assert "reserves nothing on your machine" in registered.explanation
 
-    dynamic = explain_port(60610, ephemeral=None)
+    dynamic = explain_port(60610, ephemeral=None, os_name="other")
     assert dynamic.key == "dynamic"
     assert dynamic.size == 16384
     assert "never assigns" in dynamic.explanation
@@ -71,7 +73,7 @@ def test_titles_sizes_and_explanations() -> None:
 
 def test_explanations_are_two_to_four_sentences() -> None:
     for port in (80, 8000, 60610):
-        text = explain_port(port, ephemeral=None).explanation
+        text = explain_port(port, ephemeral=None, os_name="other").explanation
         sentences = re.findall(r"[.!?](?:\s|$)", text)
         assert 2 <= len(sentences) <= 4, text
 
@@ -210,27 +212,39 @@ def test_windows_exclusion_outside_the_dynamic_range_still_warns() -> None:
     assert "excluded port 5357 " in info.warning
 
 
-# ---- the default: this OS -----------------------------------------------------------------
+# ---- a machine's facts: explain_on --------------------------------------------------------
 
 
-def test_default_reads_this_os(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[str, str]] = []
+def test_explain_on_reads_the_range_for_the_ports_protocol_when_asked() -> None:
+    seen: list[str] = []
 
-    def fake(os_name: str, protocol: str = "tcp") -> EphemeralInfo:
-        seen.append((os_name, protocol))
+    def reader(protocol: ProtocolName) -> EphemeralInfo:
+        seen.append(protocol)
         return LINUX
 
-    monkeypatch.setattr(ranges, "read_ephemeral", fake)
-    info = explain_port(60610, "udp", os_name="linux")
-    assert seen == [("linux", "udp")]
-    assert info.in_os_ephemeral
+    host = HostFacts("linux", reader)
+    assert seen == []  # making the facts reads nothing
+    info = explain_on(host, 60610, "udp")
+    assert seen == ["udp"]
+    assert info == explain_port(60610, "udp", ephemeral=LINUX, os_name="linux")
+    with pytest.raises(ValueError):
+        explain_on(host, 65536)
+    assert seen == ["udp"]  # a bad number fails before the range is read
 
 
-def test_unreadable_os_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ranges, "read_ephemeral", lambda os_name, protocol="tcp": None)
-    info = explain_port(60610, os_name="windows")
-    assert info.os_ephemeral is None
-    assert "Could not read" in explanation_text(info)
+def test_explain_on_an_unreadable_range() -> None:
+    info = explain_on(HostFacts("windows"), 60610)
+    assert (info.os_name, info.os_ephemeral) == ("windows", None)
+    assert "Could not read the range Windows hands out" in explanation_text(info)
+
+
+def test_explain_on_this_machine() -> None:
+    host = host_facts()
+    info = explain_on(host, 60610)
+    assert info.os_name == current_os()
+    assert info == explain_port(
+        60610, ephemeral=read_ephemeral(current_os(), "tcp"), os_name=current_os()
+    )
 
 
 # ---- text ---------------------------------------------------------------------------------
@@ -272,7 +286,7 @@ def test_explanation_text_reserved() -> None:
     st.sampled_from(["linux", "macos", "windows", "other"]),
 )
 def test_any_port_explains_consistently(
-    port: int, protocol: str, eph: EphemeralInfo | None, os_name: ranges.OSName
+    port: int, protocol: str, eph: EphemeralInfo | None, os_name: OSName
 ) -> None:
     info: RangeInfo = explain_port(port, protocol, ephemeral=eph, os_name=os_name)
     assert info.first <= port <= info.last

@@ -1,5 +1,6 @@
 """Holding up under faults and load (issue 6): races, crashes mid-save, a short soak, the app's
-own sockets, the probe's loopback rule, terminating without rights, and clock jumps.
+own sockets, terminating without rights, and clock jumps. (The probe's loopback rule is tested
+with the probe, in tests/test_probe.py.)
 
 Everything here binds and contacts loopback only, and cleans up its processes and files.
 The figures these tests print when the module is done are the ones in
@@ -30,19 +31,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tests import save_loop
-from tests.support import child_env, free_port
+from tests.support import app_env, child_env, free_port, wait_for_log
 from trayapp.core import config as cfg
-from trayapp.core import probe as probe_module
 from trayapp.core import timeline
 from trayapp.core import watcher as watcher_module
 from trayapp.core.events import Event
 from trayapp.core.history import EventLog
 from trayapp.core.model import Listener, Port, PortState, Snapshot
-from trayapp.core.probe import NotLoopback, probe, probe_state, require_loopback
 from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.watcher import Watcher
 from trayapp.platforms.instance_socket import channel_dir
@@ -524,31 +521,6 @@ def test_short_soak_flapping_listener() -> None:
 # --- 5. the app opens no listening socket -------------------------------------------------------
 
 
-def _app_env(home: Path) -> dict[str, str]:
-    run = home / "run"
-    run.mkdir(parents=True, mode=0o700, exist_ok=True)
-    return child_env(
-        PORTWATCH_HOME=str(home),
-        QT_QPA_PLATFORM="offscreen",
-        PORTWATCH_TRAY_WAIT="0",
-        XDG_RUNTIME_DIR=str(run),
-        TMPDIR=str(run),
-        HOME=str(home),
-    )
-
-
-def _wait_for_log(proc: subprocess.Popen[str], log_file: Path, text: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        content = log_file.read_text(errors="replace") if log_file.is_file() else ""
-        if text in content:
-            return content
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"the app did not log {text!r} (exit status {proc.poll()})")
-
-
 @linux_only
 def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -559,14 +531,14 @@ def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) ->
     )
     app = subprocess.Popen(
         [sys.executable, "-m", "trayapp"],
-        env=_app_env(home),
+        env=app_env(home),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        _wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
+        wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
         # Give it something to do: a change (it probes the service: an outgoing connect).
         with listening(watched) as control:
             time.sleep(1.5)
@@ -579,7 +551,7 @@ def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) ->
             control_port = control.getsockname()[1]
             sockets = psutil.Process(app.pid).net_connections(kind="all")
         # It was busy meanwhile: it saw the watched port up, and now sees it stop.
-        _wait_for_log(app, home / "log" / "portwatch.log", f"{watched}/tcp stopped")
+        wait_for_log(app, home / "log" / "portwatch.log", f"{watched}/tcp stopped")
         assert app.poll() is None, "the app died"
     finally:
         app.send_signal(signal.SIGTERM)
@@ -607,7 +579,7 @@ def test_the_running_app_opens_no_listening_tcp_or_udp_socket(tmp_path: Path) ->
 @linux_only
 def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = _app_env(home)
+    env = app_env(home)
     app = subprocess.Popen(
         [sys.executable, "-m", "trayapp"],
         env=env,
@@ -617,7 +589,7 @@ def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        _wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
+        wait_for_log(app, home / "log" / "portwatch.log", "started, watching")
         # In the user's runtime folder (XDG_RUNTIME_DIR, here the app's own), in a sub-folder.
         folder = channel_dir(env)
         folder_info = folder.lstat()
@@ -639,168 +611,6 @@ def test_the_single_instance_channel_is_private(tmp_path: Path) -> None:
     assert not any(path.exists() for path in channel), "the socket outlived the app"
 
 
-# --- 7. the probe only ever contacts loopback ---------------------------------------------------
-
-NOT_LOOPBACK = [
-    "example.com",
-    "localhost",  # a name: resolving it is already traffic we refuse to depend on
-    "10.0.0.1",
-    "192.168.1.1",
-    "::ffff:10.0.0.1",
-    "8.8.8.8",
-    "169.254.169.254",
-    "0.0.0.0",
-    "::",
-    "fe80::1",
-    "fe80::1%lo",
-    "2001:db8::1",
-    "[2001:db8::1]",
-    "224.0.0.1",
-    "255.255.255.255",
-    "127.0.0.1.nip.io",
-    "2130706433",
-    "0x7f000001",
-    "127.1",
-    "10.0.0.1\n",
-    " 127.0.0.1",
-    "",
-]
-
-
-class NetworkGuard:
-    """Stands in for the socket functions the probe could reach the network with.
-
-    A loopback IP literal is let through (or refused without traffic when `offline`); anything
-    else is recorded as a violation and never sent.
-    """
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, offline: bool = True) -> None:
-        self.violations: list[tuple[str, object]] = []
-        self.loopback: list[tuple[str, object]] = []
-        self.offline = offline
-        real_create, real_getaddrinfo = socket.create_connection, socket.getaddrinfo
-        real_connect = socket.socket.connect
-
-        def create_connection(address: tuple[str, int], *args: object, **kwargs: object) -> object:
-            self._check("create_connection", address[0])
-            return real_create(address, *args, **kwargs)  # type: ignore[arg-type]
-
-        def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
-            self._check("getaddrinfo", host)
-            return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-
-        def connect(sock: socket.socket, address: object) -> None:
-            self._check("connect", address[0] if isinstance(address, tuple) else address)
-            real_connect(sock, address)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(socket, "create_connection", create_connection)
-        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-        monkeypatch.setattr(socket.socket, "connect", connect)
-
-    def _check(self, what: str, host: object) -> None:
-        try:
-            loopback = ipaddress.ip_address(str(host)).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            self.violations.append((what, host))
-            raise OSError(f"test guard: {what} to {host!r} refused")
-        self.loopback.append((what, host))
-        if self.offline:
-            raise ConnectionRefusedError(f"test guard: {what} to {host!r} allowed, but offline")
-
-    @property
-    def loopback_hosts(self) -> set[object]:
-        return {host for _, host in self.loopback}
-
-
-@pytest.mark.parametrize("host", NOT_LOOPBACK)
-def test_probe_refuses_non_loopback_before_any_traffic(
-    host: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    guard = NetworkGuard(monkeypatch)
-    with pytest.raises(NotLoopback):
-        probe(80, host, timeout=0.2)
-    with pytest.raises(NotLoopback):
-        probe(60610, host, timeout=0.2, bluesky=True, api_key="secret")
-    assert guard.violations == [] and guard.loopback == []
-
-
-def test_probe_reaches_loopback_and_only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    guard = NetworkGuard(monkeypatch, offline=False)
-    port = free_port()
-    with listening(port) as server:
-        answer = b"HTTP/1.0 200 OK\r\nServer: t\r\n\r\n<title>hi</title>"
-
-        def serve() -> None:
-            with contextlib.suppress(OSError):
-                conn, _ = server.accept()
-                with conn:
-                    conn.recv(4096)
-                    conn.sendall(answer)
-
-        thread = threading.Thread(target=serve)
-        thread.start()
-        result = probe(port, "127.0.0.1", timeout=2)
-        thread.join(5)
-    assert result.health == "http" and result.title == "hi"
-    assert guard.violations == [] and guard.loopback_hosts == {"127.0.0.1"}
-
-
-@pytest.mark.parametrize("address", ["10.0.0.5", "192.168.1.10", "fe80::1", "2001:db8::7"])
-def test_probe_state_skips_listeners_not_on_loopback(
-    address: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    guard = NetworkGuard(monkeypatch)
-    family = "ipv6" if ":" in address else "ipv4"
-    state = PortState(Port(8080), (Listener(8080, "tcp", address, family),))  # type: ignore[arg-type]
-    result = probe_state(state)
-    assert result.health == "skipped" and "loopback only" in result.summary
-    assert guard.violations == []
-
-
-_HOST_ALPHABET = st.characters(codec="utf-8", exclude_characters="[]")
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.one_of(
-        st.ip_addresses().map(str),
-        st.text(_HOST_ALPHABET, max_size=40),
-        st.text("0123456789abcdef.:%xl ", max_size=40),
-    )
-)
-def test_any_host_is_refused_or_a_loopback_literal(host: str) -> None:
-    # A fresh guard per example: hypothesis reuses the function, not a fixture.
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        guard = NetworkGuard(monkeypatch)
-        try:
-            probe(80, host, timeout=0.2)
-        except NotLoopback:
-            assert guard.loopback == []
-        else:
-            assert ipaddress.ip_address(host).is_loopback
-        assert guard.violations == []
-
-
-def test_probe_refuses_hosts_that_only_look_like_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """BUG (core/probe.py): require_loopback() checks host.strip("[]"), but the probe then
-    connects to `host` as given. "127.0.0.1]" passes the check, and http.client (which only
-    strips a matching pair of brackets) hands "127.0.0.1]" to getaddrinfo: a DNS query for a
-    name, possibly completed by a search domain, instead of a refusal before any traffic."""
-    guard = NetworkGuard(monkeypatch)
-    for host in ("127.0.0.1]", "::1]", "[::1", "[127.0.0.1", "]]127.0.0.1"):
-        with contextlib.suppress(NotLoopback):
-            probe(80, host, timeout=0.2)
-    assert guard.violations == []
-
-
-def test_require_loopback_accepts_only_loopback_literals() -> None:
-    for host in ("127.0.0.1", "127.8.9.10", "::1", "[::1]"):
-        require_loopback(host)
-    assert probe_module.loopback_for(["10.0.0.1", "fe80::1"]) is None
-
-
 # --- 6. terminate: access denied is reported as it is --------------------------------------------
 
 
@@ -817,7 +627,7 @@ def test_terminate_reports_access_denied_and_leaves_the_process(tmp_path: Path) 
         assert child.stdout.readline().strip() == "ready"
         # Imported as root, then run as nobody: the checkout may sit where nobody cannot read.
         code = (
-            "import json, os, sys; from trayapp.core.processes import terminate; "
+            "import json, os, sys; from trayapp.platforms.processes import terminate; "
             f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
             "o = terminate(int(sys.argv[1])); print(json.dumps([o.status, o.message]))"
         )

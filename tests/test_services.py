@@ -162,8 +162,8 @@ def test_bundled_airplay_only_on_macos() -> None:
 
 
 def test_module_level_helpers() -> None:
-    assert label_for(60610) == "Bluesky Queue Server (HTTP API)"
-    found = identify(60610, "tcp", ["start-bluesky-httpserver"])
+    assert label_for(60610, os_name="linux") == "Bluesky Queue Server (HTTP API)"
+    found = identify(60610, "tcp", ["start-bluesky-httpserver"], os_name="linux")
     assert found is not None and found.certain
 
 
@@ -171,7 +171,9 @@ def test_module_level_helpers() -> None:
 
 
 def test_hint_match_is_certain() -> None:
-    found = catalog(entry()).identify(60610, "tcp", ["/usr/bin/start-bluesky-httpserver"])
+    found = catalog(entry()).identify(
+        60610, "tcp", ["/usr/bin/start-bluesky-httpserver"], os_name="linux"
+    )
     assert found == KnownService(
         name="Bluesky Queue Server (HTTP API)",
         description="bluesky-httpserver",
@@ -183,21 +185,23 @@ def test_hint_match_is_certain() -> None:
 
 def test_hints_are_case_insensitive_and_match_process_names() -> None:
     found = catalog(entry(process_hints=["postgres"], ports=[5432], name="PostgreSQL")).identify(
-        5432, "tcp", ["POSTGRES.EXE"]
+        5432, "tcp", ["POSTGRES.EXE"], os_name="linux"
     )
     assert found is not None and found.certain
 
 
 def test_hints_match_whole_words_only() -> None:
     dns = entry(ports=[53], name="DNS", process_hints=["named"])
-    found = catalog(dns).identify(53, "tcp", ["unnamed-helper /usr/bin/unnamed-helper -d"])
+    found = catalog(dns).identify(
+        53, "tcp", ["unnamed-helper /usr/bin/unnamed-helper -d"], os_name="linux"
+    )
     assert found is not None
     assert not found.certain
     assert found.owner_differs
 
 
 def test_single_entry_without_evidence_is_a_guess(no_system_services: None) -> None:
-    found = catalog(entry()).identify(60610)
+    found = catalog(entry()).identify(60610, os_name="linux")
     assert found is not None
     assert found.name == "Bluesky Queue Server (HTTP API)"
     assert not found.certain
@@ -205,7 +209,9 @@ def test_single_entry_without_evidence_is_a_guess(no_system_services: None) -> N
 
 
 def test_owner_that_does_not_match_is_flagged() -> None:
-    found = catalog(entry()).identify(60610, "tcp", ["python3 -m http.server 60610"])
+    found = catalog(entry()).identify(
+        60610, "tcp", ["python3 -m http.server 60610"], os_name="linux"
+    )
     assert found is not None
     assert not found.certain
     assert found.owner_differs
@@ -213,13 +219,15 @@ def test_owner_that_does_not_match_is_flagged() -> None:
 
 def test_a_bare_interpreter_name_does_not_contradict() -> None:
     # The command line was denied (Windows services, other users): only the name is known.
-    found = catalog(entry()).identify(60610, "tcp", ["python.exe"])
+    found = catalog(entry()).identify(60610, "tcp", ["python.exe"], os_name="linux")
     assert found is not None
     assert not found.certain and not found.owner_differs
 
 
 def test_entry_without_hints_is_never_contradicted() -> None:
-    found = catalog(entry(process_hints=[])).identify(60610, "tcp", ["java -jar anything.jar"])
+    found = catalog(entry(process_hints=[])).identify(
+        60610, "tcp", ["java -jar anything.jar"], os_name="linux"
+    )
     assert found is not None
     assert not found.certain and not found.owner_differs
 
@@ -228,14 +236,14 @@ def test_several_candidates_without_evidence_are_combined() -> None:
     tiled = entry(ports=[8000], name="Tiled", process_hints=["tiled serve"])
     dev = entry(ports=[8000], name="a development server", kind="common", process_hints=["uvicorn"])
     django = entry(ports=[8000], name="Django", kind="common", process_hints=["runserver"])
-    two = catalog(tiled, dev).identify(8000)
+    two = catalog(tiled, dev).identify(8000, os_name="linux")
     assert two is not None
     assert two.name == "Tiled or a development server"
     assert two.kind == "ambiguous"
     assert two.candidates == ("Tiled", "a development server")
     assert not two.certain
     assert two.url is None
-    three = catalog(tiled, dev, django).identify(8000, "tcp", ["java -jar x.jar"])
+    three = catalog(tiled, dev, django).identify(8000, "tcp", ["java -jar x.jar"], os_name="linux")
     assert three is not None
     assert three.name == "Tiled, a development server or Django"
 
@@ -243,7 +251,9 @@ def test_several_candidates_without_evidence_are_combined() -> None:
 def test_evidence_picks_among_candidates() -> None:
     tiled = entry(ports=[8000], name="Tiled", process_hints=["tiled serve"])
     dev = entry(ports=[8000], name="Dev", kind="common", process_hints=["uvicorn"])
-    found = catalog(tiled, dev).identify(8000, "tcp", ["python", "uvicorn app:app"])
+    found = catalog(tiled, dev).identify(
+        8000, "tcp", ["python", "uvicorn app:app"], os_name="linux"
+    )
     assert found is not None
     assert (found.name, found.certain, found.kind) == ("Dev", True, "common")
 
@@ -252,14 +262,14 @@ def test_equal_evidence_stays_ambiguous() -> None:
     a = entry(ports=[9090], name="A", process_hints=["same"])
     b = entry(ports=[9090], name="B", process_hints=["same"])
     c = entry(ports=[9090], name="C", process_hints=["other"])
-    found = catalog(a, b, c).identify(9090, "tcp", ["same"])
+    found = catalog(a, b, c).identify(9090, "tcp", ["same"], os_name="linux")
     assert found is not None
     assert found.candidates == ("A", "B")
     assert not found.certain
 
 
 def test_protocol_must_match(no_system_services: None) -> None:
-    assert catalog(entry()).identify(60610, "udp") is None
+    assert catalog(entry()).identify(60610, "udp", os_name="linux") is None
 
 
 def test_fallback_to_the_system_services_list(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,14 +280,14 @@ def test_fallback_to_the_system_services_list(monkeypatch: pytest.MonkeyPatch) -
         return "ssh"
 
     monkeypatch.setattr(socket, "getservbyport", fake)
-    found = catalog(entry()).identify(22)
+    found = catalog(entry()).identify(22, os_name="linux")
     assert asked == [(22, "tcp")]
     assert found is not None
     assert (found.name, found.certain, found.kind, found.url) == ("ssh", False, "system", None)
 
 
 def test_fallback_handles_unknown_ports(no_system_services: None) -> None:
-    assert catalog(entry()).identify(47123) is None
+    assert catalog(entry()).identify(47123, os_name="linux") is None
 
 
 @pytest.mark.parametrize("error", [OSError("not found"), OverflowError("too big")])
@@ -286,20 +296,20 @@ def test_fallback_errors_mean_unknown(monkeypatch: pytest.MonkeyPatch, error: Ex
         raise error
 
     monkeypatch.setattr(socket, "getservbyport", fail)
-    assert catalog().identify(12345) is None
+    assert catalog().identify(12345, os_name="linux") is None
 
 
 def test_real_getservbyport_does_not_raise() -> None:
     # Whatever this machine's services file says (minimal containers have none).
     for port in (22, 80, 47123, 65535):
-        result = ServiceCatalog().identify(port)
+        result = ServiceCatalog().identify(port, os_name="linux")
         assert result is None or result.kind == "system"
 
 
 def test_label_for_leaves_out_system_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getservbyport", lambda port, protocol="tcp": "ircu")
-    assert catalog(entry()).label_for(6667) is None
-    assert catalog(entry()).label_for(60610) == "Bluesky Queue Server (HTTP API)"
+    assert catalog(entry()).label_for(6667, os_name="linux") is None
+    assert catalog(entry()).label_for(60610, os_name="linux") == "Bluesky Queue Server (HTTP API)"
 
 
 def test_os_filter() -> None:

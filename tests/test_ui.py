@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
 from tests import probe_servers as servers
-from tests.support import child_env, free_port
+from tests.support import app_env, free_port, wait_for_log
 from tests.ui_support import http_server, make_controller
 from trayapp.core import config as cfg
 from trayapp.core.events import Event
@@ -517,15 +517,8 @@ def test_history_window_lists_exports_and_totals(
     window.close()
 
 
-def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path: Path) -> None:
-    env = child_env(
-        PORTWATCH_HOME=str(portwatch_home),
-        QT_QPA_PLATFORM="offscreen",
-        PORTWATCH_TRAY_WAIT="0",
-        XDG_RUNTIME_DIR=str(tmp_path / "run"),
-        HOME=str(tmp_path),
-    )
-    (tmp_path / "run").mkdir(mode=0o700)
+def test_second_launch_shows_the_first_and_exits(portwatch_home: Path) -> None:
+    env = app_env(portwatch_home, private_tmp=False)
     first = subprocess.Popen(
         [sys.executable, "-m", "trayapp", "--debug"],
         env=env,
@@ -533,12 +526,7 @@ def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path:
         text=True,
     )
     try:
-        log_file = portwatch_home / "log" / "portwatch.log"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "started, watching" not in (
-            log_file.read_text() if log_file.exists() else ""
-        ):
-            time.sleep(0.1)
+        wait_for_log(first, portwatch_home / "log" / "portwatch.log", "started, watching")
         second = subprocess.run(
             [sys.executable, "-m", "trayapp"], env=env, capture_output=True, text=True, timeout=20
         )
@@ -552,27 +540,16 @@ def test_second_launch_shows_the_first_and_exits(portwatch_home: Path, tmp_path:
     assert "Traceback" not in err
 
 
-def test_tray_quit_asks_the_running_app_to_quit(portwatch_home: Path, tmp_path: Path) -> None:
+def test_tray_quit_asks_the_running_app_to_quit(portwatch_home: Path) -> None:
     """`portwatch tray --quit`: how a script (and the Windows and macOS CI jobs) ends the tray
     app cleanly on every OS, through its private single-instance channel."""
-    env = child_env(
-        PORTWATCH_HOME=str(portwatch_home),
-        QT_QPA_PLATFORM="offscreen",
-        PORTWATCH_TRAY_WAIT="0",
-        XDG_RUNTIME_DIR=str(tmp_path / "run"),
-        HOME=str(tmp_path),
-    )
-    (tmp_path / "run").mkdir(mode=0o700)
+    env = app_env(portwatch_home, private_tmp=False)
     app = subprocess.Popen(
         [sys.executable, "-m", "trayapp", "--debug"], env=env, stderr=subprocess.PIPE, text=True
     )
+    log_file = portwatch_home / "log" / "portwatch.log"
     try:
-        log_file = portwatch_home / "log" / "portwatch.log"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "started, watching" not in (
-            log_file.read_text() if log_file.exists() else ""
-        ):
-            time.sleep(0.1)
+        wait_for_log(app, log_file, "started, watching")
         quit_cmd = [sys.executable, "-m", "trayapp", "tray", "--quit"]
         asked = subprocess.run(quit_cmd, env=env, capture_output=True, text=True, timeout=20)
         assert asked.returncode == 0, asked.stderr

@@ -20,6 +20,7 @@ from trayapp.core import alive, metrics, nagios, paths, remote_report, report, t
 from trayapp.core import config as cfg
 from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
+from trayapp.core.commands import commands_on_server
 from trayapp.core.diagnosis import diagnose
 from trayapp.core.events import Event, parse_iso_time
 from trayapp.core.health_monitor import HealthMonitor, outcome_events
@@ -28,7 +29,7 @@ from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.ports import PortSpecError, parse_port, parse_ports
 from trayapp.core.probe import ProbeResult
-from trayapp.core.ranges import explain_port, explanation_text
+from trayapp.core.ranges import explain_on, explanation_text
 from trayapp.core.remote import (
     RemoteCheck,
     RemoteSettings,
@@ -45,7 +46,7 @@ from trayapp.core.service_check import CheckOutcome, ServiceMemory, run_check
 from trayapp.core.status import port_label
 from trayapp.core.watcher import Watcher
 from trayapp.core.writeback import HistoryWriter
-from trayapp.platforms.commands import commands_on_server
+from trayapp.platforms import current_os, host_facts
 
 EXIT_OK, EXIT_FREE, EXIT_USAGE, EXIT_SCAN_FAILED = 0, 1, 2, 3
 SPEC_HELP = (
@@ -326,7 +327,7 @@ def _saved_settings() -> cfg.Config:
 
 
 def _labels(ports: Sequence[Port], settings: cfg.Config) -> dict[Port, str]:
-    return {port: port_label(settings, port) for port in ports}
+    return {port: port_label(settings, port, current_os()) for port in ports}
 
 
 def _probe_all(snapshot: Snapshot, settings: cfg.Config) -> dict[Port, ProbeResult]:
@@ -372,13 +373,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         scanner.close()
     settings = _saved_settings()
+    host = host_facts()
     reports = []
     for state in snapshot.states:
         entry = settings.watched(state.port)
-        label = port_label(settings, state.port)
+        label = port_label(settings, state.port, host.os_name)
         reports.append(
             make_report(
-                state, label=label, api_key=entry.api_key if entry else None, probe=args.probe
+                state,
+                host,
+                label=label,
+                api_key=entry.api_key if entry else None,
+                probe=args.probe,
             )
         )
     if args.json:
@@ -393,6 +399,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_remote(args: argparse.Namespace, local: list[str], targets: list[RemoteTarget]) -> int:
     """check with entries on other machines (and maybe local ports too)."""
+    ports = _ports(local) if local else []  # a bad spec is refused before anything is contacted
     settings = _saved_settings()
     checks: list[tuple[RemoteCheck, str]] = []
     for target in targets:
@@ -405,8 +412,7 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
         checks.append((check, _remote_label(target, settings)))
     code = EXIT_OK
     local_json: list[object] = []
-    if local:
-        ports = _ports(local)
+    if ports:
         scanner = _scanner()
         try:
             snapshot = scanner.scan(ports, connections=True)
@@ -415,12 +421,13 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
             return EXIT_SCAN_FAILED
         finally:
             scanner.close()
+        host = host_facts()
         reports = []
         for state in snapshot.states:
             entry = settings.watched(state.port)
-            label = port_label(settings, state.port)
+            label = port_label(settings, state.port, host.os_name)
             api_key = entry.api_key if entry else None
-            reports.append(make_report(state, label=label, api_key=api_key, probe=args.probe))
+            reports.append(make_report(state, host, label=label, api_key=api_key, probe=args.probe))
         if args.json:
             local_json = [report.state_json(r) for r in reports]
         else:
@@ -544,7 +551,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         port = parse_port(args.port)
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
-    info = explain_port(port.number, port.protocol)
+    info = explain_on(host_facts(), port.number, port.protocol)
     findings = []
     if args.now:
         scanner = _scanner()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +63,22 @@ class App:
             self.proc.kill()
             _out, err = self.proc.communicate()
         return self.proc.returncode, self.stderr() if self.stderr_file else err
+
+    def stop(self) -> None:
+        """End it (SIGTERM) if it still runs: the clean-up after a test that failed early."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.finish()
+
+    def quit_chosen(self, desktop: Desktop, screenshot: str) -> None:
+        """After Quit was clicked in the tray menu: the app exits with 0 and no traceback, and
+        leaves no process and no tray item behind."""
+        code, err = self.finish(timeout=20)
+        assert code == 0, err
+        assert "Traceback" not in err
+        wait_until(lambda: not desktop.stray_processes(), 10, message="no app process left")
+        wait_until(lambda: not desktop.tray_items(), 10, message="the tray item gone")
+        desktop.screenshot(screenshot)
 
 
 def write_config(home: Path, port: int, label: str) -> None:

@@ -767,15 +767,20 @@ class Desktop:
         return self._screen
 
     def capture(self, x: int, y: int, w: int, h: int) -> Image:
-        """Pixels of a screen region (clipped to the screen), via `import -crop ... rgb:-`."""
+        """Pixels of a screen region, clipped to the screen."""
         sw, sh = self.screen_size
         x0, y0 = max(0, x), max(0, y)
         x1, y1 = min(sw, x + w), min(sh, y + h)
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"region {w}x{h}+{x}+{y} is off screen")
-        w, h = x1 - x0, y1 - y0
+        return self._grab(x0, y0, x1 - x0, y1 - y0)
+
+    region_pixels = capture
+
+    def _grab(self, x: int, y: int, w: int, h: int) -> Image:
+        """A region inside the screen, via `import -crop ... rgb:-`."""
         result = subprocess.run(
-            ["import", "-window", "root", "-crop", f"{w}x{h}+{x0}+{y0}", "-depth", "8", "rgb:-"],
+            ["import", "-window", "root", "-crop", f"{w}x{h}+{x}+{y}", "-depth", "8", "rgb:-"],
             env=self._tool_env(),
             capture_output=True,
             timeout=30,
@@ -783,12 +788,10 @@ class Desktop:
         )
         if result.returncode != 0 or len(result.stdout) != w * h * 3:
             raise DesktopError(
-                f"import {w}x{h}+{x0}+{y0}: {len(result.stdout)} bytes, rc={result.returncode}: "
+                f"import {w}x{h}+{x}+{y}: {len(result.stdout)} bytes, rc={result.returncode}: "
                 f"{result.stderr.decode(errors='replace').strip()}"
             )
-        return Image(x0, y0, w, h, result.stdout)
-
-    region_pixels = capture
+        return Image(x, y, w, h, result.stdout)
 
     def pixel(self, x: int, y: int) -> RGB:
         """Colour of one screen pixel as (r, g, b)."""

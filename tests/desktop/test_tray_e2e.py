@@ -133,19 +133,12 @@ def test_a_day_in_the_tray(desktop: Desktop, app_home: Path, server_port: int) -
         desktop.click(*area.center, button=3)
         _menu_area, rows = menu_rows(desktop)
         click_row(desktop, rows[-1])
-        code, err = app.finish(timeout=20)
-        assert code == 0, err
-        assert "Traceback" not in err
-        wait_until(lambda: not desktop.stray_processes(), 10, message="no app process left")
-        wait_until(lambda: not desktop.tray_items(), 10, message="the tray item gone")
-        desktop.screenshot("app-8-quit")
+        app.quit_chosen(desktop, "app-8-quit")
     finally:
         if server is not None:
             server.terminate()
             server.wait(10)
-        if app.proc.poll() is None:
-            app.proc.send_signal(signal.SIGTERM)
-            app.finish()
+        app.stop()
     log = app.log()
     assert "notify:" in log and "started" in log
     print(f"icon turned green {seen_after:.2f} s after the server listened")

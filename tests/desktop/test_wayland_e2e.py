@@ -198,19 +198,12 @@ def test_a_day_in_the_tray_on_wayland(wayland: WaylandDesktop, app_home: Path) -
         assert not any(str(port) in line for line in labels), labels
         assert labels[0] == "No ports watched" and labels[-1] == "Quit"  # the first is greyed
         wayland.click(*rows[-1].center)
-        code, err = app.finish(timeout=20)
-        assert code == 0, err
-        assert "Traceback" not in err
-        wait_until(lambda: not wayland.stray_processes(), 10, message="no app process left")
-        wait_until(lambda: not wayland.tray_items(), 10, message="the tray item gone")
-        wayland.screenshot("wayland-8-quit")
+        app.quit_chosen(wayland, "wayland-8-quit")
     finally:
         if server is not None:
             server.terminate()
             server.wait(10)
-        if app.proc.poll() is None:
-            app.proc.send_signal(signal.SIGTERM)
-            app.finish()
+        app.stop()
     log = app.log()
     assert "system tray available" in log and "notify:" in log
 

@@ -94,16 +94,10 @@ class WaylandDesktop(Desktop):
             self._screen = (int(rect["width"]), int(rect["height"]))
         return self._screen
 
-    def capture(self, x: int, y: int, w: int, h: int) -> Image:
-        """Pixels of a screen region (clipped to the screen), via `grim -g ... -t ppm -`."""
-        sw, sh = self.screen_size
-        x0, y0 = max(0, x), max(0, y)
-        x1, y1 = min(sw, x + w), min(sh, y + h)
-        if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"region {w}x{h}+{x}+{y} is off screen")
-        w, h = x1 - x0, y1 - y0
+    def _grab(self, x: int, y: int, w: int, h: int) -> Image:
+        """A region inside the screen, via `grim -g ... -t ppm -`."""
         result = subprocess.run(
-            ["grim", "-g", f"{x0},{y0} {w}x{h}", "-t", "ppm", "-"],
+            ["grim", "-g", f"{x},{y} {w}x{h}", "-t", "ppm", "-"],
             env=self._tool_env(),
             capture_output=True,
             timeout=30,
@@ -112,12 +106,10 @@ class WaylandDesktop(Desktop):
         data = _ppm_pixels(result.stdout)
         if result.returncode != 0 or data is None or len(data) != w * h * 3:
             raise DesktopError(
-                f"grim {w}x{h}+{x0}+{y0}: rc={result.returncode}: "
+                f"grim {w}x{h}+{x}+{y}: rc={result.returncode}: "
                 f"{result.stderr.decode(errors='replace').strip()}"
             )
-        return Image(x0, y0, w, h, data)
-
-    region_pixels = capture
+        return Image(x, y, w, h, data)
 
     # -- the tray ------------------------------------------------------------------------------
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,18 +60,6 @@ def check_json(argv: list[str], port: int, home: Path) -> dict[str, Any]:
     return dict(record)
 
 
-def wait_for_log(log_file: Path, text: str, proc: subprocess.Popen[Any], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        content = log_file.read_text(errors="replace") if log_file.is_file() else ""
-        if text in content:
-            return content
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"the app did not log {text!r} (exit status {proc.poll()})")
-
-
 def bundle_cli() -> Path:
     """The built app's command line: the .app's on macOS, portwatch(.exe) elsewhere. Missing:
     a skip locally, a failure under CI=true (the workflow builds it before these tests)."""
@@ -84,9 +70,3 @@ def bundle_cli() -> Path:
     if not path.is_file():
         missing_part(f"no built app at {path}: run python packaging/build_bundle.py first")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

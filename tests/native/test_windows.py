@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.native.live import REPO, bundle_cli, check_json, child_listener, free_port, wait_for_log
-from tests.support import child_env
+from tests.native.live import REPO, bundle_cli, check_json, child_listener
+from tests.support import child_env, free_port, wait_for_log
 from trayapp import __version__
 from trayapp.platforms import autostart as autostart_module
 from trayapp.platforms import ephemeral
@@ -41,12 +41,16 @@ def scratch_key() -> Iterator[str]:
 
 def test_winreg_writes_reads_and_removes_a_value(scratch_key: str) -> None:
     registry = WinregRegistry()
-    assert registry.read("HKEY_CURRENT_USER", scratch_key, "PortWatch") is None
-    registry.write("HKEY_CURRENT_USER", scratch_key, "PortWatch", "REG_SZ", r'"C:\a b\pw.exe" tray')
-    assert registry.read("HKEY_CURRENT_USER", scratch_key, "PortWatch") == r'"C:\a b\pw.exe" tray'
-    registry.delete("HKEY_CURRENT_USER", scratch_key, "PortWatch")
-    assert registry.read("HKEY_CURRENT_USER", scratch_key, "PortWatch") is None
-    registry.delete("HKEY_CURRENT_USER", scratch_key, "PortWatch")  # twice: still fine
+    assert registry.read(scratch_key, "PortWatch") is None
+    registry.write(scratch_key, "PortWatch", r'"C:\a b\pw.exe" tray')
+    assert registry.read(scratch_key, "PortWatch") == r'"C:\a b\pw.exe" tray'
+    import winreg
+
+    with winreg.OpenKey(winreg.HKEY_CURRENT_USER, scratch_key) as key:
+        assert winreg.QueryValueEx(key, "PortWatch")[1] == winreg.REG_SZ
+    registry.delete(scratch_key, "PortWatch")
+    assert registry.read(scratch_key, "PortWatch") is None
+    registry.delete(scratch_key, "PortWatch")  # twice: still fine
 
 
 def test_start_at_login_round_trip_through_the_real_registry(
@@ -107,8 +111,8 @@ def test_the_tray_app_shows_its_icon_notifies_and_quits_on_request(tmp_path: Pat
     )
     log_file = home / "log" / "portwatch.log"
     try:
-        wait_for_log(log_file, "started, watching", app, 60)
-        log = wait_for_log(log_file, "system tray", app, 30)
+        wait_for_log(app, log_file, "started, watching", 60)
+        log = wait_for_log(app, log_file, "system tray", 30)
         assert "system tray available: showing the icon" in log, log
         with subprocess.Popen(
             [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
@@ -116,7 +120,7 @@ def test_the_tray_app_shows_its_icon_notifies_and_quits_on_request(tmp_path: Pat
             stderr=subprocess.DEVNULL,
         ) as server:
             try:
-                wait_for_log(log_file, f"notify: {port} CI / now listening", app, 30)
+                wait_for_log(app, log_file, f"notify: {port} CI / now listening", 30)
             finally:
                 server.terminate()
         asked = subprocess.run(

@@ -72,7 +72,6 @@ class AliveMark:
             return
         data = {
             "watcher": self.watcher,
-            "pid": os.getpid(),
             "stale_after": self.stale_after,
             "ports": [[p.number, p.protocol, p.host] for p in ordered],
         }

@@ -1,7 +1,8 @@
 """Why is this port busy, or why can't I bind it? Each finding names a cause and a fix.
 
 Built from one inspection (a PortState scanned with connections) and the port's RangeInfo,
-so it works the same for the CLI and the port window.
+so it works the same for the CLI and the port window. The commands suit the OS the RangeInfo
+was explained for.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from trayapp.core.commands import admin_hint, terminate_hint
+from trayapp.core.host import OSName
 from trayapp.core.model import Connection, PortState
 from trayapp.core.ranges import RangeInfo
-from trayapp.platforms import OSName, current_os
-from trayapp.platforms.commands import admin_hint, terminate_hint
 
 Cause = Literal[
     "process",
@@ -71,8 +72,8 @@ def _socket_activation(who: str, port: int, os_name: OSName) -> Finding:
     )
 
 
-def diagnose(state: PortState, info: RangeInfo, os_name: OSName | None = None) -> list[Finding]:
-    os_name = os_name or current_os()
+def diagnose(state: PortState, info: RangeInfo) -> list[Finding]:
+    os_name = info.os_name
     port = state.port.number
     findings: list[Finding] = []
     for owner in state.owners:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, replace
-from enum import Enum
 from typing import Literal
 
-from trayapp.platforms import OSName, current_os
-from trayapp.platforms.ephemeral import EphemeralInfo, PortSpan, read_ephemeral
+from trayapp.core.host import EphemeralInfo, HostFacts, OSName, PortSpan
 
 RangeKey = Literal["well-known", "registered", "dynamic"]
 
@@ -113,13 +111,6 @@ class RangeInfo:
         if self.os_reserved:
             sentence += f" {self.port} is reserved, so the OS will not hand it out."
         return sentence
-
-
-class _FromOS(Enum):
-    FROM_OS = "read from this OS"
-
-
-FROM_OS = _FromOS.FROM_OS
 
 
 def _iana(port: int) -> _IanaRange:
@@ -238,22 +229,15 @@ def _warning(
 
 
 def explain_port(
-    port: int,
-    protocol: str = "tcp",
-    ephemeral: EphemeralInfo | _FromOS | None = FROM_OS,
-    *,
-    os_name: OSName | None = None,
+    port: int, protocol: str = "tcp", *, ephemeral: EphemeralInfo | None, os_name: OSName
 ) -> RangeInfo:
     """Explain ``port``'s IANA range and where it stands in the OS's ephemeral range.
 
-    ``ephemeral`` defaults to reading this OS (cached; see read_ephemeral); pass None for "not
-    known" or an EphemeralInfo to explain another machine. ``os_name`` picks the commands in the
-    warning and defaults to this OS. Raises ValueError for a number outside 0-65535.
+    ``ephemeral``: the range of the machine the port is on, None when it is not known.
+    ``os_name`` picks the commands in the warning. Raises ValueError for a number outside
+    0-65535.
     """
     found = _iana(port)
-    os_name = os_name or current_os()
-    if isinstance(ephemeral, _FromOS):
-        ephemeral = read_ephemeral(os_name, "udp" if protocol == "udp" else "tcp")
     info = RangeInfo(
         key=found.key,
         title=found.title,
@@ -280,6 +264,12 @@ def explain_port(
         warning_summary=summary,
         fix_commands=commands,
     )
+
+
+def explain_on(host: HostFacts, port: int, protocol: str = "tcp") -> RangeInfo:
+    """explain_port on the machine ``host`` describes; its range is read only now."""
+    _iana(port)  # a bad number fails before the range is read (netsh on Windows: seconds)
+    return explain_port(port, protocol, ephemeral=host.ephemeral(protocol), os_name=host.os_name)
 
 
 _OS_TITLES: dict[OSName, str] = {

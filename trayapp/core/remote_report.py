@@ -56,14 +56,14 @@ def check_text(check: RemoteCheck, commands: Sequence[str], label: str = "") -> 
         lines.append(f"  health: {verdict}: {check.result.summary}")
     lines.append(f"  {ELSEWHERE} On it, run:")
     lines.extend(f"    {command}" for command in commands)
-    info = explain_port(target.port, "tcp", None)
+    info = explain_port(target.port, "tcp", ephemeral=None, os_name="other")
     lines.append(f"  Port {target.port}: {info.title}, ports {info.first}-{info.last}.")
     return "\n".join(lines)
 
 
 def check_json(check: RemoteCheck, commands: Sequence[str], label: str = "") -> dict[str, Any]:
     data = check.to_json()
-    info = explain_port(check.target.port, "tcp", None)
+    info = explain_port(check.target.port, "tcp", ephemeral=None, os_name="other")
     data["label"] = label
     data["range"] = {
         "name": info.key,

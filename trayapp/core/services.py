@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
+from trayapp.core.host import OS_NAMES, OSName
 from trayapp.core.model import PROTOCOLS, ProtocolName, is_port_number
-from trayapp.platforms import OSName, current_os
 from trayapp.resources import resource_path
 
 ServiceKind = Literal["service", "common"]
 KnownKind = Literal["service", "common", "ambiguous", "system"]
 
 SERVICES_FILE = "services.json"
-_OS_NAMES: tuple[OSName, ...] = ("linux", "macos", "windows", "other")
 _MAX_NAME = 80
 _MAX_DESCRIPTION = 200
 
@@ -169,7 +168,7 @@ def _entry(raw: object) -> tuple[ServiceEntry, list[str]]:
         url=url,
         kind=kind,
         process_hints=_strings(entry, "process_hints"),
-        os=cast(tuple[OSName, ...], _strings(entry, "os", _OS_NAMES)),
+        os=cast(tuple[OSName, ...], _strings(entry, "os", OS_NAMES)),
     )
     # Kept, but said: a typo such as "proces_hints" would otherwise lose its hints silently.
     notes = [f"unknown key {key!r} ignored" for key in entry if key not in _KNOWN_KEYS]
@@ -202,10 +201,7 @@ class ServiceCatalog:
             problems += [f"{where}: {note}" for note in notes]
         return cls(entries, problems)
 
-    def candidates(
-        self, port: int, protocol: str = "tcp", *, os_name: OSName | None = None
-    ) -> list[ServiceEntry]:
-        os_name = os_name or current_os()
+    def candidates(self, port: int, protocol: str, *, os_name: OSName) -> list[ServiceEntry]:
         return [e for e in self.entries if e.serves(port, protocol, os_name)]
 
     def identify(
@@ -214,10 +210,10 @@ class ServiceCatalog:
         protocol: str = "tcp",
         owners_cmdlines: Sequence[str] = (),
         *,
-        os_name: OSName | None = None,
+        os_name: OSName,
         system_fallback: bool = True,
     ) -> KnownService | None:
-        """Name what is (or usually is) on ``port``.
+        """Name what is (or usually is) on ``port`` of a machine running ``os_name``.
 
         ``owners_cmdlines``: what is known of the owning processes, each a command line joined
         with spaces or just a process name. Rules, in order:
@@ -253,9 +249,7 @@ class ServiceCatalog:
             return _system_service(port, protocol)
         return None
 
-    def label_for(
-        self, port: int, protocol: str = "tcp", *, os_name: OSName | None = None
-    ) -> str | None:
+    def label_for(self, port: int, protocol: str = "tcp", *, os_name: OSName) -> str | None:
         """A default label for a watched port: the catalog's name, or None when it has none.
 
         The OS's services list is left out on purpose: its names ("ircu", "x11") would read as
@@ -334,12 +328,12 @@ def identify(
     protocol: str = "tcp",
     owners_cmdlines: Sequence[str] = (),
     *,
-    os_name: OSName | None = None,
+    os_name: OSName,
 ) -> KnownService | None:
     """ServiceCatalog.identify on the bundled catalog."""
     return default_catalog().identify(port, protocol, owners_cmdlines, os_name=os_name)
 
 
-def label_for(port: int, protocol: str = "tcp") -> str | None:
+def label_for(port: int, protocol: str = "tcp", *, os_name: OSName) -> str | None:
     """The short default label for a port, e.g. 60610 -> "Bluesky Queue Server (HTTP API)"."""
-    return default_catalog().label_for(port, protocol)
+    return default_catalog().label_for(port, protocol, os_name=os_name)

@@ -11,6 +11,7 @@ from typing import Literal
 from trayapp.core import config as cfg
 from trayapp.core import report
 from trayapp.core.events import Event
+from trayapp.core.host import OSName
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
 from trayapp.core.remote import RemoteCheck
@@ -30,9 +31,9 @@ ICON_MEANING: dict[IconState, str] = {
 }
 
 
-def port_label(config: cfg.Config, port: Port) -> str:
+def port_label(config: cfg.Config, port: Port, os_name: OSName) -> str:
     """The label the user gave the port (or the entry for another machine), else the usual
-    name of what listens there."""
+    name of what listens there (on ``os_name``: some defaults belong to one OS)."""
     label = ""
     if port.host:
         remote = next((e for e in config.remotes if port_of(e.target) == port), None)
@@ -40,13 +41,13 @@ def port_label(config: cfg.Config, port: Port) -> str:
     else:
         entry = config.watched(port)
         label = entry.label if entry else ""
-    return label or label_for(port.number, port.protocol) or ""
+    return label or label_for(port.number, port.protocol, os_name=os_name) or ""
 
 
-def port_title(config: cfg.Config, port: Port) -> str:
+def port_title(config: cfg.Config, port: Port, os_name: OSName) -> str:
     """'60610 Bluesky Queue Server (HTTP API)', or for another machine 'srv1:60610 ...':
     menus, notifications, windows."""
-    label = port_label(config, port)
+    label = port_label(config, port, os_name)
     where = port.host or str(port.number)
     return f"{where} {label}" if label else where
 

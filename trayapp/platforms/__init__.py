@@ -6,10 +6,10 @@ modules are imported lazily so that importing one never fails on another OS.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Literal
 
-OSName = Literal["linux", "macos", "windows", "other"]
+from trayapp.core.host import HostFacts, OSName
 
 
 def current_os() -> OSName:
@@ -22,3 +22,12 @@ def current_os() -> OSName:
     if platform == "win32":
         return "windows"
     return "other"
+
+
+def host_facts() -> HostFacts:
+    """This machine's facts for core; the ephemeral range is read when first asked for."""
+    # Imported here: ephemeral.py imports this package for current_os().
+    from trayapp.platforms.ephemeral import read_ephemeral
+
+    os_name = current_os()
+    return HostFacts(os_name, functools.partial(read_ephemeral, os_name))

@@ -19,10 +19,11 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
+from trayapp.core.host import OSName
 from trayapp.fileio import atomic_write
-from trayapp.platforms import OSName, current_os
+from trayapp.platforms import current_os
 
 APP_TITLE = "Port Watch"
 DESKTOP_FILE_NAME = "portwatch.desktop"
@@ -244,27 +245,25 @@ class LaunchAgentAutostart(Autostart):
 
 # --- Windows -----------------------------------------------------------------------------------
 
-Hive = Literal["HKEY_CURRENT_USER"]
-ValueType = Literal["REG_SZ"]
-
 
 class Registry(Protocol):
-    """The three registry operations autostart needs; winreg behind it, a fake in tests."""
+    """The three registry operations autostart needs, all in the current user's registry
+    (HKEY_CURRENT_USER: no administrator rights needed); winreg behind it, a fake in tests."""
 
-    def read(self, hive: Hive, key_path: str, name: str) -> object | None:
+    def read(self, key_path: str, name: str) -> object | None:
         """The value's data, or None when the key or value does not exist."""
 
-    def write(self, hive: Hive, key_path: str, name: str, value_type: ValueType, data: str) -> None:
-        """Create the key if needed and set the value."""
+    def write(self, key_path: str, name: str, data: str) -> None:
+        """Create the key if needed and set the value, a string (REG_SZ)."""
 
-    def delete(self, hive: Hive, key_path: str, name: str) -> None:
+    def delete(self, key_path: str, name: str) -> None:
         """Remove the value; fine when it or the key does not exist."""
 
 
 class WinregRegistry:
     """`Registry` over the standard `winreg` module, imported only when used (Windows only)."""
 
-    def read(self, hive: Hive, key_path: str, name: str) -> object | None:
+    def read(self, key_path: str, name: str) -> object | None:
         if sys.platform == "win32":
             import winreg
 
@@ -276,7 +275,7 @@ class WinregRegistry:
             return data
         raise OSError("the Windows registry exists only on Windows")
 
-    def write(self, hive: Hive, key_path: str, name: str, value_type: ValueType, data: str) -> None:
+    def write(self, key_path: str, name: str, data: str) -> None:
         if sys.platform == "win32":
             import winreg
 
@@ -286,7 +285,7 @@ class WinregRegistry:
             return
         raise OSError("the Windows registry exists only on Windows")
 
-    def delete(self, hive: Hive, key_path: str, name: str) -> None:
+    def delete(self, key_path: str, name: str) -> None:
         if sys.platform == "win32":
             import winreg
 
@@ -307,15 +306,13 @@ def _switched_off_in_task_manager(data: object) -> bool:
 
 
 class WindowsRunAutostart(Autostart):
-    HIVE: Hive = "HKEY_CURRENT_USER"
-
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry: Registry = registry if registry is not None else WinregRegistry()
 
     def is_enabled(self) -> bool:
         try:
-            command = self.registry.read(self.HIVE, RUN_KEY, RUN_VALUE_NAME)
-            approved = self.registry.read(self.HIVE, STARTUP_APPROVED_KEY, RUN_VALUE_NAME)
+            command = self.registry.read(RUN_KEY, RUN_VALUE_NAME)
+            approved = self.registry.read(STARTUP_APPROVED_KEY, RUN_VALUE_NAME)
         except OSError:
             return False
         return (
@@ -327,12 +324,10 @@ class WindowsRunAutostart(Autostart):
     def enable(self, command: list[str]) -> None:
         _check_command(command)
         try:
-            self.registry.write(
-                self.HIVE, RUN_KEY, RUN_VALUE_NAME, "REG_SZ", subprocess.list2cmdline(command)
-            )
+            self.registry.write(RUN_KEY, RUN_VALUE_NAME, subprocess.list2cmdline(command))
             # Turning it on here must win over an earlier "Disabled" in Task Manager, which
             # would otherwise keep the new entry from running.
-            self.registry.delete(self.HIVE, STARTUP_APPROVED_KEY, RUN_VALUE_NAME)
+            self.registry.delete(STARTUP_APPROVED_KEY, RUN_VALUE_NAME)
         except OSError as error:
             raise AutostartError(
                 f"could not turn on start at login: {_one_line(error)} (registry {RUN_KEY})"
@@ -340,8 +335,8 @@ class WindowsRunAutostart(Autostart):
 
     def disable(self) -> None:
         try:
-            self.registry.delete(self.HIVE, RUN_KEY, RUN_VALUE_NAME)
-            self.registry.delete(self.HIVE, STARTUP_APPROVED_KEY, RUN_VALUE_NAME)
+            self.registry.delete(RUN_KEY, RUN_VALUE_NAME)
+            self.registry.delete(STARTUP_APPROVED_KEY, RUN_VALUE_NAME)
         except OSError as error:
             raise AutostartError(
                 f"could not turn off start at login: {_one_line(error)} (registry {RUN_KEY})"

@@ -15,45 +15,17 @@ import re
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from trayapp.core.host import EphemeralInfo, OSName, PortSpan
 from trayapp.core.model import ProtocolName
-from trayapp.platforms import OSName, current_os
-
-PortSpan = tuple[int, int]
+from trayapp.platforms import current_os
 
 LINUX_SYSCTL_DIR = Path("/proc/sys/net/ipv4")
 CACHE_SECONDS = 60.0
 SYSCTL_TIMEOUT = 2.0
 NETSH_TIMEOUT = 3.0
-
-
-@dataclass(frozen=True)
-class EphemeralInfo:
-    """The range the OS hands out, both ends included.
-
-    ``reserved``: spans the OS will not hand out although they lie in the range (Linux
-    ip_local_reserved_ports; Windows exclusions made by an administrator, marked "*").
-    ``excluded``: Windows exclusions made by the system (Hyper-V, WinNAT, Docker): nobody else can
-    bind there, and nothing shows as listening.
-    """
-
-    first: int
-    last: int
-    reserved: tuple[PortSpan, ...] = ()
-    excluded: tuple[PortSpan, ...] = ()
-    source: str = ""
-
-    def __contains__(self, port: object) -> bool:
-        return isinstance(port, int) and self.first <= port <= self.last
-
-    def reserved_span(self, port: int) -> PortSpan | None:
-        return _span_containing(self.reserved, port)
-
-    def excluded_span(self, port: int) -> PortSpan | None:
-        return _span_containing(self.excluded, port)
 
 
 class ExcludedRange(NamedTuple):
@@ -62,13 +34,6 @@ class ExcludedRange(NamedTuple):
     first: int
     last: int
     administered: bool  # the "*" column: added by an administrator, not by a system service
-
-
-def _span_containing(spans: tuple[PortSpan, ...], port: int) -> PortSpan | None:
-    for first, last in spans:
-        if first <= port <= last:
-            return (first, last)
-    return None
 
 
 def _valid_span(first: int, last: int) -> bool:

@@ -12,7 +12,8 @@ import logging
 import sys
 from typing import Any, Protocol
 
-from trayapp.platforms import OSName, current_os
+from trayapp.core.host import OSName
+from trayapp.platforms import current_os
 
 log = logging.getLogger(__name__)
 

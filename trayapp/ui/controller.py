@@ -34,6 +34,7 @@ from trayapp.core.status import (
     port_title,
 )
 from trayapp.core.writeback import HistoryWriter
+from trayapp.platforms import current_os
 from trayapp.ui.worker import ActionWorker, ScanWorker, start_thread
 
 log = logging.getLogger(__name__)
@@ -195,10 +196,10 @@ class Controller(QObject):
         return self.remote_checks.get(port)
 
     def label(self, port: Port) -> str:
-        return port_label(self.config, port)
+        return port_label(self.config, port, current_os())
 
     def title(self, port: Port) -> str:
-        return port_title(self.config, port)
+        return port_title(self.config, port, current_os())
 
     def health_interval(self, port: Port) -> float | None:
         entry = self.config.watched(port)
@@ -256,7 +257,9 @@ class Controller(QObject):
     def watch(self, port: Port, label: str = "") -> None:
         if self.is_watched(port):
             return
-        entry = cfg.WatchedPort(port, label=label or (label_for(port.number, port.protocol) or ""))
+        if not label:
+            label = label_for(port.number, port.protocol, os_name=current_os()) or ""
+        entry = cfg.WatchedPort(port, label=label)
         self.apply(self.config.with_ports((*self.config.ports, entry)))
 
     def unwatch(self, port: Port) -> None:

@@ -28,14 +28,15 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp.core import report, timeline
+from trayapp.core.commands import admin_hint, check_commands
 from trayapp.core.exposure import exposure
 from trayapp.core.history import EventLog
 from trayapp.core.model import Owner, Port, PortState
 from trayapp.core.paths import events_file
 from trayapp.core.probe import ProbeResult
-from trayapp.core.processes import Outcome, refusal
 from trayapp.core.report import PortReport
-from trayapp.platforms.commands import admin_hint, check_commands
+from trayapp.platforms import current_os
+from trayapp.platforms.processes import Outcome, refusal
 from trayapp.ui.accessible import name_controls, scaled_font
 from trayapp.ui.controller import Controller
 from trayapp.ui.history_store import HistoryStore
@@ -185,7 +186,9 @@ class PortWindow(QWidget):
 
         commands_box = QGroupBox("Check it yourself")
         commands_form = QFormLayout(commands_box)
-        for description, command in check_commands(self.port.number, self.port.protocol):
+        for description, command in check_commands(
+            self.port.number, self.port.protocol, current_os()
+        ):
             line = QLineEdit(command)
             line.setReadOnly(True)
             line.setCursorPosition(0)
@@ -436,7 +439,7 @@ class PortWindow(QWidget):
                 self.hidden_note.setText(
                     f"The socket belongs to {('user ' + user) if user else 'another user'}. "
                     "Its process is hidden because Port Watch runs without administrator "
-                    f"rights. {admin_hint()}"
+                    f"rights. {admin_hint(current_os())}"
                 )
             else:
                 self.hidden_note.setText("")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
+from trayapp.core.commands import commands_on_server
 from trayapp.core.model import Port
 from trayapp.core.remote_report import check_text
-from trayapp.platforms.commands import commands_on_server
 from trayapp.ui.controller import Controller
 
 

@@ -17,12 +17,13 @@ from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
 from trayapp.core.model import Port, PortState
 from trayapp.core.probe import ProbeResult
-from trayapp.core.processes import terminate
 from trayapp.core.report import PortReport
 from trayapp.core.scanning import ScanError, Scanner
 from trayapp.core.service_check import ServiceMemory, run_check
 from trayapp.core.watcher import Watcher, late_after
 from trayapp.core.writeback import HistoryWriter
+from trayapp.platforms import host_facts
+from trayapp.platforms.processes import terminate
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class ScanWorker(QObject):
             return
         try:
             state = self._watcher.scanner.scan([port], connections=True).states[0]
-            result: PortReport | None = make_report(state, probe=False)
+            result: PortReport | None = make_report(state, host_facts(), probe=False)
         except ScanError as exc:
             log.warning("inspecting %s failed: %s", port, exc)
             result = None

@@ -1,13 +1,14 @@
-"""The commands a person would type on this OS to check a port themselves, port filled in.
+"""The commands a person would type on an OS to check a port themselves, port filled in.
 
 Shown next to an answer so it can be checked by hand, or taken further than the app goes:
 each command is copy-paste ready for the OS's usual shell (sh on Linux and macOS, Command
-Prompt or PowerShell on Windows, as its description says).
+Prompt or PowerShell on Windows, as its description says). Pure data keyed by the OS's name,
+which the caller passes in (platforms.current_os() for this machine).
 """
 
 from __future__ import annotations
 
-from trayapp.platforms import OSName, current_os
+from trayapp.core.host import OSName
 
 PID_PLACEHOLDER = "<pid>"
 
@@ -107,27 +108,26 @@ def _ps(pid: int | None) -> list[tuple[str, str]]:
 
 
 def check_commands(
-    port: int, protocol: str = "tcp", os_name: OSName | None = None, *, pid: int | None = None
+    port: int, protocol: str, os_name: OSName, *, pid: int | None = None
 ) -> list[tuple[str, str]]:
-    """(description, command) pairs for checking `port` by hand on `os_name` (default: this OS).
+    """(description, command) pairs for checking `port` by hand on `os_name`.
 
     With `pid` (when the app already knows the owner) a command to look at that process is
     filled in too; on Windows the tasklist line otherwise shows a `<pid>` placeholder.
     """
     proto = _checked(port, protocol)
-    name = os_name or current_os()
-    if name == "linux":
+    if os_name == "linux":
         return _linux(port, proto, pid)
-    if name == "macos":
+    if os_name == "macos":
         return _macos(port, proto, pid)
-    if name == "windows":
+    if os_name == "windows":
         return _windows(port, proto, pid)
     return _other(port, proto, pid)
 
 
-def admin_hint(os_name: OSName | None = None) -> str:
+def admin_hint(os_name: OSName) -> str:
     """How to get the rights to see other users' (and system services') processes."""
-    if (os_name or current_os()) == "windows":
+    if os_name == "windows":
         return (
             "To see processes of other users and services, run from an elevated prompt: "
             "right-click Command Prompt or PowerShell and choose Run as administrator."
@@ -135,7 +135,7 @@ def admin_hint(os_name: OSName | None = None) -> str:
     return "To see processes of other users, run the command with sudo (as root)."
 
 
-def terminate_hint(pid: int, os_name: OSName | None = None, *, force: bool = False) -> str:
+def terminate_hint(pid: int, os_name: OSName, *, force: bool = False) -> str:
     """The command that stops process `pid`; `force` for one that ignores the polite request.
 
     The polite form lets the program clean up (close its socket, remove lock files); the forced
@@ -144,7 +144,7 @@ def terminate_hint(pid: int, os_name: OSName | None = None, *, force: bool = Fal
     """
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise ValueError(f"not a process id: {pid!r}")
-    if (os_name or current_os()) == "windows":
+    if os_name == "windows":
         return f"taskkill /F /PID {pid}" if force else f"taskkill /PID {pid}"
     return f"kill -9 {pid}" if force else f"kill {pid}"
 
