@@ -540,6 +540,32 @@ def test_second_launch_shows_the_first_and_exits(portwatch_home: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.posix("SIGTERM")
+def test_sigterm_at_any_moment_of_the_start_ends_the_app(tmp_path: Path) -> None:
+    """A SIGTERM that came while the app was still starting (before Qt's loop ran) was lost:
+    quit() did nothing then, and the app ran on (seen as a hang in test_alive.py)."""
+    for step in range(8):
+        home = tmp_path / f"home-{step}"
+        (home / "config").mkdir(parents=True)
+        (home / "config" / "config.json").write_text('{"ports": [{"port": 60610}]}')
+        env = app_env(home)
+        app = subprocess.Popen([sys.executable, "-m", "trayapp"], env=env, stderr=subprocess.PIPE)
+        log_file = home / "log" / "portwatch.log"
+        deadline = time.monotonic() + 20
+        while not log_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05 * step)  # from the first log line (logging set up) into the start
+        app.send_signal(signal.SIGTERM)
+        try:
+            _out, err = app.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.communicate()
+            pytest.fail(f"SIGTERM {0.05 * step:.2f} s after the log began was ignored")
+        assert app.returncode in (0, -signal.SIGTERM), err
+        assert b"Traceback" not in err
+
+
 def test_tray_quit_asks_the_running_app_to_quit(portwatch_home: Path) -> None:
     """`portwatch tray --quit`: how a script (and the Windows and macOS CI jobs) ends the tray
     app cleanly on every OS, through its private single-instance channel."""

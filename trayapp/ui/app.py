@@ -224,7 +224,9 @@ def _install_signal_handlers(qapp: QApplication) -> None:
 
     notifier.activated.connect(drain)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: qapp.quit())
+        # Posted, not called: a signal that comes while the app is still starting (before
+        # exec()) would make quit() a no-op and the app would run on, deaf to SIGTERM.
+        signal.signal(signum, lambda *_: QTimer.singleShot(0, qapp.quit))
     qapp.setProperty("_portwatch_wakeup", (reader, writer, notifier))
 
 
