@@ -9,6 +9,7 @@ this machine: the namespace has no route beyond the pair.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -40,7 +41,8 @@ from trayapp.core.remote import (
 from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
 from trayapp.core.remote_report import key_for, suggested_target
 
-pytestmark = pytest.mark.linux("network namespaces and ip netns are Linux only")
+# Parsing, wording and Settings run on every OS; the other machine needs Linux namespaces.
+NETNS = pytest.mark.linux("network namespaces and ip netns are Linux only")
 
 HTTP_PORT, TCP_PORT, TLS_PORT, CLOSED_PORT = 8000, 7000, 8443, 7001
 TCP_SERVER = (
@@ -312,6 +314,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(machine, folder, ca, tcp)
 
 
+@NETNS
 def test_up_refused_and_its_words(lab: Lab) -> None:
     up = check_remote(parse_remote(f"http://{lab.address}:{HTTP_PORT}"))
     assert up.up and up.reach.address == lab.address
@@ -324,6 +327,7 @@ def test_up_refused_and_its_words(lab: Lab) -> None:
     assert refused.line == f"{lab.address}:{CLOSED_PORT}: refused: nothing listens there"
 
 
+@NETNS
 def test_black_holed_host_is_said_so_within_the_timeout(lab: Lab) -> None:
     lab.machine.black_hole()
     try:
@@ -338,6 +342,7 @@ def test_black_holed_host_is_said_so_within_the_timeout(lab: Lab) -> None:
     assert reach(parse_remote(f"{lab.address}:{HTTP_PORT}")).up  # open again: answers again
 
 
+@NETNS
 def test_tls_with_a_lab_ca_is_trusted_only_when_given(lab: Lab) -> None:
     target = parse_remote(f"https://{lab.address}:{TLS_PORT}")
     untrusted = check_remote(target)
@@ -351,6 +356,7 @@ def test_tls_with_a_lab_ca_is_trusted_only_when_given(lab: Lab) -> None:
     assert wrong.result is not None and "does not exist" in wrong.result.summary
 
 
+@NETNS
 def test_cli_check_says_where_the_process_is(lab: Lab, tmp_path: Path) -> None:
     spec = f"{lab.address}:{HTTP_PORT}"
     result = portwatch("check", spec, f"{lab.address}:{CLOSED_PORT}", home=tmp_path)
@@ -372,6 +378,7 @@ def test_cli_check_says_where_the_process_is(lab: Lab, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "down: name not found: beamline.invalid" in missing.stdout
 
 
+@NETNS
 def test_cli_check_uses_the_entrys_ca_file_from_settings(lab: Lab, tmp_path: Path) -> None:
     spec = f"https://{lab.address}:{TLS_PORT}"
     (tmp_path / "config").mkdir()
@@ -383,6 +390,7 @@ def test_cli_check_uses_the_entrys_ca_file_from_settings(lab: Lab, tmp_path: Pat
     assert "health: healthy: HTTP 200" in result.stdout
 
 
+@NETNS
 def test_down_and_up_again_are_events_and_a_dead_host_delays_no_other(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -429,7 +437,7 @@ def test_down_and_up_again_are_events_and_a_dead_host_delays_no_other(
         stop(listener)
     ours = [(when, kinds) for when, t, kinds in seen if t == str(watched)]
     theirs = [when for when, t, _kinds in seen if t == str(dead)]
-    assert ours[0][1] == ["started"]
+    assert ours[0][1] == ["watch-began", "started"]
     assert ["stopped"] in [kinds for _w, kinds in ours]
     # Many checks of the live entry while each check of the dead one took 2 s.
     assert len(ours) >= 4 * max(1, len(theirs)), (len(ours), len(theirs))
@@ -453,6 +461,7 @@ def remote_bluesky(lab: Lab) -> Iterator[object]:
         yield stack
 
 
+@NETNS
 def test_remote_bluesky_key_only_after_agreeing_to_plain_http(
     lab: Lab, remote_bluesky: object, tmp_path: Path
 ) -> None:
@@ -483,6 +492,7 @@ def test_remote_bluesky_key_only_after_agreeing_to_plain_http(
     assert API_KEY not in checked.stdout + checked.stderr
 
 
+@NETNS
 def test_watch_a_remote_bluesky_server_through_an_outage(
     lab: Lab, remote_bluesky: object, tmp_path: Path
 ) -> None:
@@ -524,7 +534,8 @@ def test_watch_a_remote_bluesky_server_through_an_outage(
     events = [
         json.loads(line) for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()
     ]
-    assert [e["event"] for e in events if e.get("host") == target][:3] == [
+    assert [e["event"] for e in events if e.get("host") == target][:4] == [
+        "watch-began",
         "started",
         "stopped",
         "started",
@@ -540,6 +551,7 @@ def test_watch_a_remote_bluesky_server_through_an_outage(
     ]
 
 
+@NETNS
 def test_a_remote_re_manager_gone_and_back_is_told_like_a_local_one(
     lab: Lab, remote_bluesky: object
 ) -> None:
@@ -601,6 +613,7 @@ def _wait_for_line(lines: list[str], text: str, timeout: float) -> None:
 # -- the tray ----------------------------------------------------------------------------------
 
 
+@NETNS
 def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
     qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
 ) -> None:
@@ -726,3 +739,166 @@ def test_settings_offer_the_bluesky_server_and_say_the_key_rules(
         ("https://xf11id-srv1/qserver", None, False),
     ]
     assert controller.config.remotes == saved.remotes
+
+
+@NETNS
+def test_overview_lists_remote_entries_with_their_health_and_failures_in_words(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """Each way of failing, in the words the issue asks for, in the overview, the menu, the
+    port window and the notifications; a working entry's health like a local row's."""
+    from pytestqt.qtbot import QtBot
+
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.overview import OverviewWindow
+    from trayapp.ui.remote_window import RemoteWindow
+    from trayapp.ui.tray import Tray
+
+    assert isinstance(qtbot, QtBot)
+    web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
+    plain = parse_remote(f"{lab.address}:{TCP_PORT}")
+    refused = parse_remote(f"{lab.address}:{CLOSED_PORT}")
+    unknown = parse_remote("beamline.invalid:60610")
+    # An address on the pair's subnet that no machine has: no answer within the 2 s.
+    dead = parse_remote(f"{lab.machine.gateway.rsplit('.', 1)[0]}.99:{TCP_PORT}")
+    config = cfg.Config(
+        ports=(),
+        remotes=tuple(
+            cfg.WatchedRemote(t, label="Notes" if t == web else "", interval=2.0)
+            for t in (web, plain, refused, unknown, dead)
+        ),
+    )
+    controller = Controller(portwatch_home / "config.json", config, create_scanner)
+    controller.start()
+    try:
+        tray = Tray(controller)
+        sent: list[tuple[str, str]] = []
+        tray.send_notification = lambda title, body, _r: sent.append((title, body)) or len(sent)
+        overview = OverviewWindow(controller)
+        qtbot.addWidget(overview)
+        overview.show()
+        qtbot.waitUntil(lambda: len(controller.remote_checks) == 5, timeout=15000)
+        overview.refresh()
+        rows = {
+            overview.table.topLevelItem(i).text(0): [
+                overview.table.topLevelItem(i).text(c) for c in range(5)
+            ]
+            for i in range(overview.table.topLevelItemCount())
+        }
+        assert rows[str(web)] == [
+            str(web),
+            "Notes",
+            f"listening on {lab.address}",
+            "HTTP 200",
+            lab.address,
+        ]
+        assert rows[str(plain)][2:] == [
+            f"listening on {lab.address}",
+            "no health check",
+            lab.address,
+        ]
+        label = rows[str(plain)][1]
+        assert label == (controller.label(port_of(plain)))
+        words = {
+            refused: "refused: nothing listens there",
+            unknown: "name not found: beamline.invalid",
+            dead: "no answer in 2 s: host down or a firewall drops it",
+        }
+        for target, text in words.items():
+            assert rows[str(target)][2:] == [text, "", ""], rows[str(target)]
+            line = tray.port_line(port_of(target))
+            assert line == f"{controller.title(port_of(target))}: {text}"
+            window = RemoteWindow(controller, port_of(target))
+            assert f"down: {text}" in window.details.toPlainText()
+            window.close()
+        # Opening a row opens that entry, as a local row does.
+        opened: list[object] = []
+        overview.open_port.connect(opened.append)
+        item = next(
+            overview.table.topLevelItem(i)
+            for i in range(overview.table.topLevelItemCount())
+            if overview.table.topLevelItem(i).text(0) == str(web)
+        )
+        overview.table.itemActivated.emit(item, 0)
+        assert opened == [port_of(web)]
+        controller.set_paused(True)
+        overview.refresh()
+        assert overview.table.topLevelItem(0).text(2) == "paused"
+        controller.set_paused(False)
+    finally:
+        controller.stop()
+    # The first look tells what is up (a first look at a down entry is no change to notify).
+    assert (f"{web} Notes", f"now listening on {lab.address}") in sent
+
+
+COUNTING_SERVER = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()\n"
+    "while True:\n"
+    "    c,_=s.accept(); c.close()\n"
+    "    with open(sys.argv[3], 'a') as f: f.write('x\\n')\n"
+)
+
+
+@NETNS
+@pytest.mark.parametrize(
+    ("entry_interval", "flags", "checks_in_5s"),
+    [
+        (2, [], (3, 4)),  # the entry's own interval: at 0, 2 and 4 s
+        (30, ["--health-interval", "2"], (3, 4)),  # given: it overrides the entry's
+        (30, [], (1, 1)),  # not given: the entry's 30 s, not the 10 s default
+    ],
+)
+def test_watch_keeps_the_entrys_interval_unless_one_is_given(
+    lab: Lab, tmp_path: Path, entry_interval: int, flags: list[str], checks_in_5s: tuple[int, int]
+) -> None:
+    port = 7010 + entry_interval + len(flags)
+    accepts = tmp_path / "accepts"
+    accepts.touch()
+    server = lab.machine.run(
+        [sys.executable, "-c", COUNTING_SERVER, lab.address, str(port), str(accepts)],
+        tmp_path / "count.log",
+    )
+    try:
+        lab.machine.wait_listening(port)  # one connect of ours: counted, then cleared
+        time.sleep(0.2)
+        accepts.write_text("")
+        target = f"{lab.address}:{port}"
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "config.json").write_text(
+            json.dumps({"remotes": [{"target": target, "interval": entry_interval}]})
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trayapp", "watch", target, *flags],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PORTWATCH_HOME": str(tmp_path)},
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not accepts.read_text() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            first = time.monotonic()
+            time.sleep(max(0.0, first + 4.9 - time.monotonic()))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        count = len(accepts.read_text().splitlines())
+    finally:
+        stop(server)
+    low, high = checks_in_5s
+    assert low <= count <= high, (count, entry_interval, flags)
+
+
+def test_only_the_other_machine_tests_are_linux_only() -> None:
+    """Parsing, wording, config and Settings run on every OS (CI's Windows and macOS jobs);
+    only tests that build the other machine (a namespace) carry the Linux marker."""
+    assert "pytestmark" not in globals()  # no marker for the whole module
+    tests = {name: fn for name, fn in globals().items() if name.startswith("test_")}
+    assert len(tests) > 10
+    for name, fn in tests.items():
+        needs_namespace = "lab" in inspect.signature(fn).parameters
+        linux = any(mark.name == "linux" for mark in getattr(fn, "pytestmark", []))
+        assert linux == needs_namespace, name

@@ -139,6 +139,14 @@ def _health_interval(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc).replace("'health_interval'", "it")) from None
 
 
+NOT_GIVEN = object()  # an option left out (None is taken: it means "off")
+
+
+def _given(args: argparse.Namespace, name: str, default: object) -> object:
+    value = getattr(args, name)
+    return default if value is NOT_GIVEN else value
+
+
 _refresh = _seconds(1, textfile.REFRESH_S)
 _timeout = _seconds(0, 7 * 86400)
 
@@ -210,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--health-interval",
         type=_health_interval,
-        default=cfg.DEFAULT_HEALTH_INTERVAL,
+        # Not given: a remote entry keeps its own interval from Settings.
+        default=NOT_GIVEN,
         metavar="SECONDS",
         help="seconds between health checks of listening ports (2-600, or off; default 10)",
     )
@@ -399,7 +408,7 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
         check = (
             check_remote(target, remote_settings)
             if args.probe
-            else RemoteCheck(target, reach(target), None)
+            else _connect_only(target, remote_settings)
         )
         checks.append((check, _remote_label(target, settings)))
     code = EXIT_OK
@@ -689,10 +698,13 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
             sys.stdout.flush()
 
     seen: set[RemoteTarget] = set()
+    given = args.health_interval  # NOT_GIVEN, a number, or None: "off"
+    probe = args.probe and given is not None
     entries = []
     for target in targets:
         entry = settings.remote(target)
-        interval = args.health_interval or (entry.interval if entry else None)
+        # Only an interval given on this command line overrides the entry's own.
+        interval = given if isinstance(given, float) else (entry.interval if entry else None)
         entries.append(
             RemoteEntry(
                 target,
@@ -700,7 +712,12 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
                 _remote_settings(target, settings),
             )
         )
-    monitor = RemoteMonitor(entries, on_check)
+    monitor = RemoteMonitor(
+        entries,
+        on_check,
+        check=check_remote if probe else _connect_only,
+        watcher=f"watch-{os.getpid()}",
+    )
     try:
         if local:
             local_args = argparse.Namespace(**{**vars(args), "specs": local})
@@ -709,8 +726,15 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
     except KeyboardInterrupt:
         pass
     finally:
-        monitor.close()
+        ended = monitor.close("quit")
+        if history is not None:
+            history.write(ended)
     return EXIT_OK
+
+
+def _connect_only(target: RemoteTarget, _settings: RemoteSettings) -> RemoteCheck:
+    """--no-probe, --health-interval off: whether it listens, not how healthy it is."""
+    return RemoteCheck(target, reach(target), None)
 
 
 def _health_monitor(
@@ -719,7 +743,8 @@ def _health_monitor(
     settings: cfg.Config,
     on_outcome: Callable[[Port, PortState, CheckOutcome], None] | None = None,
 ) -> HealthMonitor | None:
-    if args.health_interval is None or not args.probe or on_outcome is None:
+    interval = _given(args, "health_interval", cfg.DEFAULT_HEALTH_INTERVAL)
+    if not isinstance(interval, float) or not args.probe or on_outcome is None:
         return None
 
     def key_for(port: Port) -> KeyChoice:
@@ -728,7 +753,7 @@ def _health_monitor(
 
     return HealthMonitor(
         on_outcome,
-        interval_for=lambda _port: args.health_interval,
+        interval_for=lambda _port: interval,
         key_for=key_for,
         history=history,
     )
@@ -793,10 +818,8 @@ def _wait_remote(args: argparse.Namespace, local: list[str], targets: list[Remot
                 except ScanError:
                     local_ok = False
             for target in list(pending) or targets:
-                check = (
-                    check_remote(target, _remote_settings(target, settings))
-                    if args.healthy
-                    else RemoteCheck(target, reach(target), None)
+                check = (check_remote if args.healthy else _connect_only)(
+                    target, _remote_settings(target, settings)
                 )
                 if check.up and (not args.healthy or check.verdict != "unhealthy"):
                     pending.pop(target, None)
