@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -312,6 +313,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for port in (HTTP_PORT, TCP_PORT, TLS_PORT):
             machine.wait_listening(port)
         yield Lab(machine, folder, ca, tcp)
+
+
+def tcp_listener(lab: Lab, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A plain TCP listener over there, listening when this returns; stop it by its pid."""
+    listener = lab.machine.run(
+        [sys.executable, "-c", TCP_SERVER, lab.address, str(port)], folder / f"tcp{port}.log"
+    )
+    lab.machine.wait_listening(port)
+    return listener
 
 
 @NETNS
@@ -626,10 +636,7 @@ def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
     from trayapp.ui.tray import Tray
 
     assert isinstance(qtbot, QtBot)
-    listener = lab.machine.run(
-        [sys.executable, "-c", TCP_SERVER, lab.address, "7003"], tmp_path / "tcp3.log"
-    )
-    lab.machine.wait_listening(7003)
+    listener = tcp_listener(lab, 7003, tmp_path)
     plain = parse_remote(f"{lab.address}:7003")
     web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
     config = cfg.Config(
@@ -902,3 +909,376 @@ def test_only_the_other_machine_tests_are_linux_only() -> None:
         needs_namespace = "lab" in inspect.signature(fn).parameters
         linux = any(mark.name == "linux" for mark in getattr(fn, "pytestmark", []))
         assert linux == needs_namespace, name
+
+
+ERROR_SERVER = (
+    "import http.server,sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(503); self.send_header('Content-Length','0'); self.end_headers()\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+)
+ERROR_PORT = 8503
+
+
+@pytest.fixture(scope="module")
+def failing_web(lab: Lab) -> str:
+    """An HTTP server over there that answers 503: up, but unhealthy."""
+    lab.machine.run(
+        [sys.executable, "-c", ERROR_SERVER, lab.address, str(ERROR_PORT)],
+        lab.folder / "error.log",
+    )
+    lab.machine.wait_listening(ERROR_PORT)
+    return f"http://{lab.address}:{ERROR_PORT}"
+
+
+@NETNS
+def test_nagios_checks_remote_entries_like_local_ports(
+    lab: Lab, failing_web: str, tmp_path: Path
+) -> None:
+    from tests.test_nagios import check_grammar
+
+    web, plain = f"http://{lab.address}:{HTTP_PORT}", f"{lab.address}:{TCP_PORT}"
+    refused = f"{lab.address}:{CLOSED_PORT}"
+    ok = portwatch("check", "--nagios", web, plain, home=tmp_path)
+    text, perf = check_grammar(ok)
+    assert ok.returncode == 0, ok.stdout
+    assert text.startswith(f"OK - {web} listening (on {lab.address})")
+    assert f"'listening_{web}'=1;;1:;0;1" in perf and f"'healthy_{web}'=1;1:;;0;1" in perf
+    assert f"'listening_{plain}'=1;;1:;0;1" in perf
+    assert not any(item.startswith(f"'healthy_{plain}'") for item in perf)  # no health check
+    for name in (web, plain):  # the response time, in C-locale seconds
+        [took] = [item for item in perf if item.startswith(f"'time_{name}'")]
+        assert re.fullmatch(rf"'time_{re.escape(name)}'=[0-9]+\.[0-9]{{6}}s;;;0;", took), took
+    [detail] = [line for line in ok.stdout.splitlines() if line.startswith(f"[OK] {web} ")]
+    assert "; health: HTTP 200" in detail, detail
+
+    sick = portwatch("check", "--nagios", failing_web, plain, home=tmp_path)
+    text, perf = check_grammar(sick)
+    assert sick.returncode == 1, sick.stdout
+    assert text.startswith(f"WARNING - {failing_web} listening (on {lab.address}), unhealthy:")
+    assert f"'healthy_{failing_web}'=0;1:;;0;1" in perf and text.endswith("; 1 OK")
+
+    for spec, words in (
+        (refused, "refused: nothing listens there"),
+        ("beamline.invalid:60610", "name not found: beamline.invalid"),
+    ):
+        down = portwatch("check", "--nagios", spec, plain, home=tmp_path)
+        text, perf = check_grammar(down)
+        assert down.returncode == 2, down.stdout
+        assert text == f"CRITICAL - {spec} down: {words}; 1 OK"
+        assert f"'listening_{spec}'=0;;1:;0;1" in perf
+
+    # Expected free: a refusal proves it; a host that does not answer proves nothing.
+    free = portwatch("check", "--nagios", "--expect", "free", refused, home=tmp_path)
+    assert free.returncode == 0 and free.stdout.startswith(f"OK - {refused} free"), free.stdout
+    busy = portwatch("check", "--nagios", "--expect", "free", plain, home=tmp_path)
+    assert busy.returncode == 2 and "in use" in busy.stdout
+    unknown = portwatch("check", "--nagios", "--expect", "free", "x.invalid:1", home=tmp_path)
+    assert unknown.returncode == 3 and "cannot tell whether it is free" in unknown.stdout
+    bad = portwatch("check", "--nagios", f"{lab.address}:99999", home=tmp_path)
+    assert bad.returncode == 3 and bad.stdout.startswith("UNKNOWN - ") and "bad port" in bad.stdout
+
+
+@NETNS
+def test_metrics_carry_remote_entries_with_a_host_label(
+    lab: Lab, failing_web: str, tmp_path: Path
+) -> None:
+    from tests.monitoring_support import promtool_check_metrics, value
+
+    web, refused = f"http://{lab.address}:{HTTP_PORT}", f"{lab.address}:{CLOSED_PORT}"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps(
+            {
+                "ports": [{"port": 60610}],
+                "remotes": [{"target": web, "label": "Notes"}, {"target": refused}],
+            }
+        )
+    )
+    # Without specs: the settings' ports and entries; with specs: those given.
+    for args in ((), (web, refused, "60610")):
+        done = portwatch("metrics", *args, home=tmp_path)
+        assert done.returncode == 0, done.stderr
+        text = done.stdout
+        checked = promtool_check_metrics(text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        listening = "portwatch_port_listening"
+        assert value(text, listening, host=web, port=str(HTTP_PORT), label="Notes") == 1
+        assert value(text, listening, host=refused, port=str(CLOSED_PORT)) == 0
+        assert value(text, listening, host="", port="60610") is not None  # this machine
+        assert value(text, "portwatch_port_healthy", host=web) == 1
+        assert value(text, "portwatch_port_healthy", host=refused) is None
+    one = portwatch("metrics", failing_web, home=tmp_path)
+    assert value(one.stdout, "portwatch_port_healthy", host=failing_web) == 0
+    assert "portwatch_port_owner_info" not in one.stdout  # the owner is over there
+
+
+@NETNS
+def test_the_trays_textfile_and_history_carry_remote_entries(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """Watch records and changes in events.jsonl (began at the start, ended when removed in
+    Settings, paused and at quit), `history` with the entry's title, and the textfile."""
+    from pytestqt.qtbot import QtBot
+
+    from tests.monitoring_support import promtool_check_metrics, value
+    from trayapp.core import textfile
+    from trayapp.core.history import EventLog
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.metrics_export import MetricsExporter
+
+    assert isinstance(qtbot, QtBot)
+    listener = tcp_listener(lab, 7004, tmp_path)
+    flapping = parse_remote(f"{lab.address}:7004")
+    web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
+    refused = parse_remote(f"{lab.address}:{CLOSED_PORT}")
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    config = cfg.Config(
+        ports=(),
+        remotes=tuple(cfg.WatchedRemote(t, interval=2.0) for t in (flapping, web, refused)),
+        textfile_dir=str(folder),
+    )
+    log = EventLog(portwatch_home / "data" / "events.jsonl")
+    path = portwatch_home / "config" / "config.json"
+    controller = Controller(path, config, create_scanner, event_log=log)
+    exporter = MetricsExporter(controller, refresh=1.0)
+    exporter.start()
+    controller.start()
+
+    def metric(name: str, **labels: str) -> float | None:
+        file = folder / textfile.FILE_NAME
+        return value(file.read_text(), name, **labels) if file.exists() else None
+
+    try:
+        qtbot.waitUntil(
+            lambda: (
+                metric("portwatch_port_listening", host=str(flapping)) == 1
+                and metric("portwatch_port_healthy", host=str(web)) == 1
+                and metric("portwatch_port_listening", host=str(refused)) == 0
+            ),
+            timeout=15000,
+        )
+        stop(listener)
+        qtbot.waitUntil(
+            lambda: metric("portwatch_port_listening", host=str(flapping)) == 0, timeout=15000
+        )
+        text = (folder / textfile.FILE_NAME).read_text()
+        checked = promtool_check_metrics(text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert value(text, "portwatch_port_changes_total", host=str(flapping), kind="stopped") == 1
+        controller.set_paused(True)
+        controller.set_paused(False)
+
+        def began() -> int:
+            return sum(e.kind == "watch-began" for e in log.read().events)
+
+        qtbot.waitUntil(lambda: began() == 6, timeout=15000)
+        # Removed in Settings: its watch ends; the others go on without a new record.
+        controller.apply(cfg.Config(ports=(), remotes=config.remotes[:2], textfile_dir=str(folder)))
+        controller.apply(cfg.Config(ports=(), remotes=config.remotes, textfile_dir=str(folder)))
+        qtbot.waitUntil(lambda: began() == 7, timeout=15000)
+        qtbot.wait(2500)  # the others' next checks
+    finally:
+        controller.stop()
+        exporter.stop()
+        stop(listener)
+    records = [(e.port.host, e.kind, e.code, e.listening) for e in log.read().events if e.port.host]
+    began = [(h, code, up) for h, kind, code, up in records if kind == "watch-began"]
+    ended = [(h, code) for h, kind, code, _up in records if kind == "watch-ended"]
+    assert sorted(began[:3]) == sorted(
+        [(str(flapping), "start", True), (str(web), "start", True), (str(refused), "start", False)]
+    )
+    assert sorted(began[3:6]) == sorted(
+        [
+            (str(flapping), "resumed", False),
+            (str(web), "resumed", True),
+            (str(refused), "resumed", False),
+        ]
+    )
+    assert began[6:] == [(str(refused), "added", False)]
+    assert sorted(ended[:3]) == sorted((str(t), "paused") for t in (flapping, web, refused))
+    assert ended[3] == (str(refused), "removed")
+    assert sorted(ended[4:]) == sorted((str(t), "quit") for t in (flapping, web, refused))
+    assert (str(flapping), "stopped", "refused", None) in records
+    # `portwatch history`: the entry by its title, down while it was, unwatched while paused.
+    shown = portwatch("history", str(flapping), home=portwatch_home)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"{flapping}: last day"), shown.stdout
+    rows = json.loads(portwatch("history", "--json", home=portwatch_home).stdout)
+    states = [r["state"] for r in rows if r.get("host") == str(flapping)]
+    assert states == ["up", "down", "unwatched", "down"], rows
+    refused_rows = [(r["state"], r["end"] is None) for r in rows if r.get("host") == str(refused)]
+    # The History window: a strip for each entry, named by its title.
+    from trayapp.ui.history_window import HistoryWindow
+
+    window = HistoryWindow(controller, log)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: port_of(flapping) in window.strips, timeout=10000)
+    strip = window.strips[port_of(flapping)]
+    assert strip.accessibleName() == f"Timeline of {flapping}"
+    assert "down 0 s" not in strip.accessibleDescription(), strip.accessibleDescription()
+    assert "down " in strip.accessibleDescription() and "up " in strip.accessibleDescription()
+    assert window.port_filter.findData(str(port_of(web))) > 0
+    # Down, paused, down, removed and added again, down until the quit.
+    assert refused_rows == [("down", False), ("unwatched", False)] * 2 + [("down", False)]
+    assert f"{flapping}  not watched since" in shown.stdout
+
+
+@NETNS
+def test_a_restart_does_not_repeat_a_remote_servers_news_and_tells_what_came_meanwhile(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """The imitation of bluesky-httpserver (tests/probe_servers.py) on the other machine; the
+    app started four times over one data folder (service-state.json)."""
+    from pytestqt.qtbot import QtBot
+
+    from tests.probe_servers import RE_MANAGER_STATUS
+    from trayapp.core import paths
+    from trayapp.core.service_check import ServiceStore
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+
+    assert isinstance(qtbot, QtBot)
+    options = tmp_path / "server.json"
+    done = {
+        "item_uid": "a",
+        "name": "count",
+        "result": {"exit_status": "completed", "time_stop": 1},
+    }
+    failed = {"item_uid": "b", "name": "scan", "result": {"exit_status": "failed", "time_stop": 2}}
+
+    def server_says(manager: str, uid: str, history: list[object]) -> None:
+        status = {**RE_MANAGER_STATUS, "plan_history_uid": uid}
+        options.write_text(json.dumps({"manager": manager, "status": status, "history": history}))
+
+    server_says("idle", "h1", [done])
+    script = Path(__file__).with_name("probe_servers.py")
+    log = tmp_path / "bluesky-like.log"
+    command = f"sleep 3600 | {sys.executable} {script} bluesky_httpserver --host {lab.address}"
+    server = lab.machine.run(["sh", "-c", f"{command} --options-file {options}"], log)
+    try:
+        deadline = time.monotonic() + 20
+        while not log.read_text().strip().isdigit() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        target = parse_remote(f"http://{lab.address}:{int(log.read_text())}")
+        config = cfg.Config(ports=(), remotes=(cfg.WatchedRemote(target, interval=2.0),))
+
+        def run_app() -> list[str]:
+            """One start of the app until its first check is in; what it told."""
+            told: list[str] = []
+            store = ServiceStore.load(paths.service_state_file())
+            controller = Controller(
+                portwatch_home / "config.json", config, create_scanner, service_store=store
+            )
+            controller.events.connect(
+                lambda events: told.extend(e.detail or e.kind for e in events if e.port.host)
+            )
+            controller.start()
+            try:
+                qtbot.waitUntil(lambda: port_of(target) in controller.remote_checks, timeout=10000)
+                qtbot.wait(300)  # anything else it would tell
+            finally:
+                controller.stop()
+            return told
+
+        # The first look tells nothing old (plan "count" was there before us).
+        assert run_app() == ["started"]
+
+        server_says("unreachable", "h1", [done])
+        assert run_app() == ["started", "unhealthy: HTTP server up, RE Manager unreachable"]
+        # Restarted while it is still so: no news (it was told before the restart).
+        assert run_app() == ["started"]
+        # Meanwhile, with the app off: the RE Manager back, and a plan that failed.
+        server_says("idle", "h2", [done, failed])
+        told = run_app()
+        assert told[0] == "started" and len(told) == 2, told
+        assert (
+            told[1].startswith("healthy again: RE Manager idle") and "plan 'scan' failed" in told[1]
+        )
+        assert run_app() == ["started"]  # and told once only
+        saved = json.loads(paths.service_state_file().read_text())
+        assert saved[f"remote {lab.address}:{target.port}"]["history_uid"] == "h2"
+    finally:
+        stop(server)
+
+
+REDIRECTING_SERVER = (
+    "import http.server,json,sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        with open(sys.argv[4], 'a') as f:\n"
+    "            f.write(json.dumps([self.path, self.headers.get('Authorization')]) + '\\n')\n"
+    "        if self.path == '/openapi.json':\n"
+    "            body = json.dumps({'info': {'title': 'Bluesky HTTP Server'}}).encode()\n"
+    "            self.send_response(200); self.send_header('Content-Type', 'application/json')\n"
+    "        else:\n"
+    "            body = b''\n"
+    "            self.send_response(307); self.send_header('Location', sys.argv[3] + self.path)\n"
+    "        self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+)
+
+
+@NETNS
+def test_a_redirect_to_another_host_gets_no_key(lab: Lab, tmp_path: Path) -> None:
+    """A server that redirects its API elsewhere: the key goes to the entry's host only, and
+    the check does not follow (the other host is never contacted)."""
+    elsewhere_accepts = tmp_path / "elsewhere"
+    elsewhere_accepts.touch()
+    requests = tmp_path / "requests"
+    requests.touch()
+    elsewhere = f"http://{lab.address}:7020"
+    lab.machine.run(
+        [sys.executable, "-c", COUNTING_SERVER, lab.address, "7020", str(elsewhere_accepts)],
+        tmp_path / "elsewhere.log",
+    )
+    lab.machine.run(
+        [sys.executable, "-c", REDIRECTING_SERVER, lab.address, "8307", elsewhere, str(requests)],
+        tmp_path / "redirect.log",
+    )
+    for port in (7020, 8307):
+        lab.machine.wait_listening(port)
+    time.sleep(0.2)
+    elsewhere_accepts.write_text("")  # our own readiness connects
+    target = parse_remote(f"http://{lab.address}:8307")
+    settings = RemoteSettings(KeyChoice("s3cret-key", "Settings"), allow_plain_key=True)
+    check = check_remote(target, settings)
+    assert check.up and check.result is not None and check.result.status == 307, check.line
+    seen = [json.loads(line) for line in requests.read_text().splitlines()]
+    assert ["/api/status", "ApiKey s3cret-key"] in seen, seen  # the key went to its own host
+    time.sleep(0.5)
+    assert elsewhere_accepts.read_text() == ""  # and nobody followed the redirect
+
+
+RESETTING_SERVER = (
+    "import socket,struct,sys\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()\n"
+    "while True:\n"
+    "    c,_=s.accept(); c.recv(1024)\n"
+    "    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); c.close()\n"
+)
+
+
+@NETNS
+def test_a_reset_is_said_as_a_reset(lab: Lab, tmp_path: Path) -> None:
+    """A server (or a firewall) that accepts, then resets the connection: the check says so,
+    not "not HTTP"."""
+    lab.machine.run(
+        [sys.executable, "-c", RESETTING_SERVER, lab.address, "8404"], tmp_path / "reset.log"
+    )
+    lab.machine.wait_listening(8404)
+    target = f"http://{lab.address}:8404"
+    check = check_remote(parse_remote(target))
+    assert check.line == f"{target}: unhealthy: connection reset by the host or a firewall"
+    shown = portwatch("check", target, home=tmp_path)
+    assert "health: unhealthy: connection reset by the host or a firewall" in shown.stdout
+    plugin = portwatch("check", "--nagios", target, home=tmp_path)
+    assert plugin.returncode == 1 and "connection reset by the host or a firewall" in plugin.stdout

@@ -457,23 +457,44 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
 def _check_nagios(args: argparse.Namespace) -> int:
     if args.json:
         raise UsageError("--nagios and --json do not go together: choose one output")
-    ports = _ports(args.specs)
-    scanner = _scanner()
-    try:
-        snapshot = timed_scan(scanner, ports)
-    except ScanError as exc:
-        result = nagios.unknown(f"could not scan: {exc}")
+    local, targets = _split(args.specs)
+    ports = _ports(local) if local else []
+    snapshot = _timed_scan(ports)
+    if isinstance(snapshot, str):
+        result = nagios.unknown(snapshot)
         sys.stdout.write(result.output)
         return result.code
-    finally:
-        scanner.close()
     settings = _saved_settings()
-    probes = _probe_all(snapshot, settings) if args.probe and args.expect == "listening" else {}
+    probe = args.probe and args.expect == "listening"
+    probes = _probe_all(snapshot, settings) if probe else {}
+    checks = _remote_checks(targets, settings, probe)
+    labels = _labels(ports + [port_of(target) for target in targets], settings)
     result = nagios.evaluate(
-        snapshot, expect=args.expect, probes=probes, labels=_labels(ports, settings)
+        snapshot, expect=args.expect, probes=probes, labels=labels, remote=checks
     )
     sys.stdout.write(result.output)
     return result.code
+
+
+def _timed_scan(ports: list[Port]) -> Snapshot | str:
+    """A timed scan of this machine's `ports` (none: an empty snapshot), or why it failed."""
+    if not ports:
+        return Snapshot(())
+    scanner = _scanner()
+    try:
+        return timed_scan(scanner, ports)
+    except ScanError as exc:
+        return f"could not scan: {exc}"
+    finally:
+        scanner.close()
+
+
+def _remote_checks(
+    targets: list[RemoteTarget], settings: cfg.Config, probe: bool
+) -> list[RemoteCheck]:
+    """One check of each entry on another machine: with its health, or only a connect."""
+    check = check_remote if probe else _connect_only
+    return [check(target, _remote_settings(target, settings)) for target in targets]
 
 
 def _wants_nagios(argv: Sequence[str]) -> bool:
@@ -490,17 +511,20 @@ def _wants_nagios(argv: Sequence[str]) -> bool:
 def cmd_metrics(args: argparse.Namespace) -> int:
     folder = _textfile_folder(args.textfile) if args.textfile is not None else None
     settings = _saved_settings()
-    ports = _configured_ports(args.specs, settings)
-    scanner = _scanner()
-    try:
-        snapshot = timed_scan(scanner, ports)
-    except ScanError as exc:
-        print(f"portwatch metrics: could not scan: {exc}", file=sys.stderr)
+    local, targets = _split(args.specs)
+    if args.specs:
+        ports = _ports(local) if local else []
+    else:  # the settings' ports and their entries on other machines
+        targets = [entry.target for entry in settings.remotes]
+        ports = _configured_ports([], settings) if settings.ports or not targets else []
+    snapshot = _timed_scan(ports)
+    if isinstance(snapshot, str):
+        print(f"portwatch metrics: {snapshot}", file=sys.stderr)
         return EXIT_SCAN_FAILED
-    finally:
-        scanner.close()
+    remote = _remote_checks(targets, settings, args.probe)
+    labels = _labels(ports + [port_of(target) for target in targets], settings)
     probes = _probe_all(snapshot, settings) if args.probe else {}
-    text = metrics.render(snapshot, labels=_labels(ports, settings), probes=probes)
+    text = metrics.render(snapshot, labels=labels, probes=probes, remote=remote)
     if folder is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -734,7 +758,8 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
 
 def _connect_only(target: RemoteTarget, _settings: RemoteSettings) -> RemoteCheck:
     """--no-probe, --health-interval off: whether it listens, not how healthy it is."""
-    return RemoteCheck(target, reach(target), None)
+    reached = reach(target)
+    return RemoteCheck(target, reached, None, seconds=reached.seconds)
 
 
 def _health_monitor(

@@ -101,7 +101,8 @@ def watch_began(check: RemoteCheck, reason: str, watcher: str) -> Event:
 class RemoteMonitor:
     """Checks each entry now and then every `interval` seconds until closed.
 
-    `reason` goes into each entry's "watch-began" ("start", "added", "resumed"); an entry in
+    `reason` goes into each entry's "watch-began" ("start", "added", "resumed"; `reasons`
+    for some entries: those a replaced monitor had not yet checked keep theirs); an entry in
     `carried` (its last check under a monitor this one replaces) goes on being watched: no
     new record, and its next change is measured against that check."""
 
@@ -115,16 +116,17 @@ class RemoteMonitor:
         watcher: str = "tray",
         reason: str = "start",
         carried: Mapping[RemoteTarget, RemoteCheck] | None = None,
+        reasons: Mapping[RemoteTarget, str] | None = None,
     ) -> None:
+        entries = list(entries)
         self._on_check = on_check
         self._check = check
         self._store = store or ServiceStore(None)
         self._watcher = watcher
-        self._reason = reason
+        self._reasons = {**{entry.target: reason for entry in entries}, **(reasons or {})}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.last: dict[RemoteTarget, RemoteCheck] = dict(carried or {})
-        entries = list(entries)
         self.targets = [entry.target for entry in entries]
         self._threads = [
             threading.Thread(
@@ -150,7 +152,8 @@ class RemoteMonitor:
                 remembered = memory.health
                 events = change_events(before, now, remembered) + self._news(entry, now, memory)
                 if before is None:
-                    events.insert(0, watch_began(now, self._reason, self._watcher))
+                    reason = self._reasons[entry.target]
+                    events.insert(0, watch_began(now, reason, self._watcher))
                 problem = self._store.save()
                 if problem:
                     log.warning("%s", problem)
@@ -188,6 +191,11 @@ class RemoteMonitor:
             Event(check.time, port, "service", code=notice.kind, detail=notice.text)
             for notice in notices
         ]
+
+    def not_begun(self) -> dict[RemoteTarget, str]:
+        """The entries whose first check has not come yet, and the reason it will give."""
+        with self._lock:
+            return {t: self._reasons[t] for t in self.targets if t not in self.last}
 
     def close(self, reason: str = "quit") -> list[Event]:
         """Stop checking; the "watch-ended" records of the entries that were watched (for the

@@ -157,8 +157,10 @@ class Controller(QObject):
         ]
         kept = {port_of(entry.target): entry.target for entry in entries}
         carried: dict[RemoteTarget, RemoteCheck] = {}
+        reasons: dict[RemoteTarget, str] = {}
         if self._remote is not None:
             carried = {t: c for t, c in self._remote.last.items() if t in kept.values()}
+            reasons = self._remote.not_begun()  # not checked yet: their reason still holds
             ended = self._remote.close("removed")
             self._write_history([event for event in ended if event.port not in kept])
         self.remote_checks = {p: c for p, c in self.remote_checks.items() if p in kept}
@@ -169,6 +171,7 @@ class Controller(QObject):
             store=self._store,
             reason=reason,
             carried=carried,
+            reasons=reasons,
         )
 
     def _stop_remote(self, reason: str) -> None:
