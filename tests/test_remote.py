@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -1282,3 +1283,55 @@ def test_a_reset_is_said_as_a_reset(lab: Lab, tmp_path: Path) -> None:
     assert "health: unhealthy: connection reset by the host or a firewall" in shown.stdout
     plugin = portwatch("check", "--nagios", target, home=tmp_path)
     assert plugin.returncode == 1 and "connection reset by the host or a firewall" in plugin.stdout
+
+
+@NETNS
+def test_a_watch_stopped_for_a_while_records_the_gap(lab: Lab, tmp_path: Path) -> None:
+    """`portwatch watch --log` stopped (SIGSTOP) longer than three intervals: the time between
+    is not watched (suspended, woke), as for a local port; Ctrl+C ends its watch (quit)."""
+    listener = tcp_listener(lab, 7030, tmp_path)
+    target = f"{lab.address}:7030"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps({"remotes": [{"target": target, "interval": 2}]})
+    )
+    events = tmp_path / "data" / "events.jsonl"
+
+    def kinds() -> list[tuple[str, object]]:
+        lines = events.read_text().splitlines() if events.exists() else []
+        return [(e["event"], e.get("reason")) for e in map(json.loads, lines)]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "watch", target, "--log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PORTWATCH_HOME": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while ("watch-began", "start") not in kinds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(8)  # more than three intervals of 2 s (at least 5 s)
+        proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while ("watch-began", "woke") not in kinds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        stop(listener)
+    assert kinds() == [
+        ("watch-began", "start"),
+        ("started", None),
+        ("watch-ended", "suspended"),
+        ("watch-began", "woke"),
+        ("watch-ended", "quit"),
+    ]
+    rows = json.loads(portwatch("history", "--json", target, home=tmp_path).stdout)
+    assert [r["state"] for r in rows] == ["up", "unwatched", "up"]

@@ -20,7 +20,7 @@ from trayapp.core import metrics, nagios, paths, remote_report, report, textfile
 from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.diagnosis import diagnose
-from trayapp.core.events import Event, parse_iso_time
+from trayapp.core.events import WATCH_KINDS, Event, parse_iso_time
 from trayapp.core.health_monitor import HealthMonitor, outcome_events
 from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
@@ -706,11 +706,12 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
 
     def on_check(check: RemoteCheck, events: list[Event]) -> None:
         lines = []
-        shown = events
+        # The watch records go to the log only, as a local watch's do.
+        shown = [event for event in events if event.kind not in WATCH_KINDS]
         if check.target not in seen and not args.json:
             lines.append(f"{report.local_time(check.time)}  now {check.line}")
             # The first line already says that it listens.
-            shown = [event for event in events if event.kind != "started"]
+            shown = [event for event in shown if event.kind != "started"]
         seen.add(check.target)
         for event in shown:
             lines.append(json.dumps(event.to_json()) if args.json else report.event_text(event))
@@ -1012,6 +1013,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `portwatch check ... | head` closed the pipe: not an error worth a traceback.
         sys.stderr.close()
         return EXIT_OK
+    except KeyboardInterrupt:
+        # A second Ctrl+C while a watch ends (the first one is its normal end).
+        return 130
     except Exception as exc:
         if not _wants_nagios(argv):
             raise

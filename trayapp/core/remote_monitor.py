@@ -29,6 +29,7 @@ from trayapp.core.remote import (
     remote_history,
 )
 from trayapp.core.service_check import ServiceMemory, ServiceStore, queue_news
+from trayapp.core.watcher import late_after
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,12 @@ def change_events(
 
 def _addresses(check: RemoteCheck) -> tuple[str, ...]:
     return (check.reach.address,) if check.reach.address else ()
+
+
+def _slept(ended: tuple[float, float], wall: float, monotonic: float, interval: float) -> bool:
+    """Whether the time from the end of one check to the start of the next (normally at most
+    the interval) means the app was stopped or the machine slept: the watcher's rule."""
+    return max(wall - ended[0], monotonic - ended[1]) > late_after(interval)
 
 
 def watch_began(check: RemoteCheck, reason: str, watcher: str) -> Event:
@@ -143,8 +150,9 @@ class RemoteMonitor:
     def _run(self, entry: RemoteEntry) -> None:
         # This entry's health, queue and plan history as last seen, kept across restarts.
         memory = self._store.memory(memory_key(entry.target))
+        ended: tuple[float, float] | None = None  # when the last check ended: wall, monotonic
         while not self._stop.is_set():
-            started = time.monotonic()
+            started, started_wall = time.monotonic(), time.time()
             try:
                 now = self._check(entry.target, entry.settings)
                 with self._lock:
@@ -152,8 +160,19 @@ class RemoteMonitor:
                 remembered = memory.health
                 events = change_events(before, now, remembered) + self._news(entry, now, memory)
                 if before is None:
-                    reason = self._reasons[entry.target]
-                    events.insert(0, watch_began(now, reason, self._watcher))
+                    events.insert(0, watch_began(now, self._reasons[entry.target], self._watcher))
+                elif ended is not None and _slept(ended, started_wall, started, entry.interval):
+                    # Stopped or asleep in between: nobody watched, as for a local port.
+                    events[:0] = [
+                        Event(
+                            ended[0],
+                            port_of(entry.target),
+                            "watch-ended",
+                            code="suspended",
+                            watcher=self._watcher,
+                        ),
+                        watch_began(now, "woke", self._watcher),
+                    ]
                 problem = self._store.save()
                 if problem:
                     log.warning("%s", problem)
@@ -165,6 +184,7 @@ class RemoteMonitor:
                         return  # closed meanwhile: the next monitor measures from `before`
                     self.last[entry.target] = now
                 self._on_check(now, events)
+            ended = (time.time(), time.monotonic())
             self._stop.wait(max(0.0, entry.interval - (time.monotonic() - started)))
 
     @staticmethod
