@@ -30,6 +30,7 @@ from tests.support import missing_part
 from trayapp.core import config as cfg
 from trayapp.core.apikey import KeyChoice
 from trayapp.core.events import Event
+from trayapp.core.model import Port
 from trayapp.core.remote import (
     RemoteCheck,
     RemoteSettings,
@@ -121,6 +122,26 @@ def test_bad_remote_entries_say_what_is_wrong(text: str, says: str) -> None:
 def test_local_specs_are_not_taken_for_hosts() -> None:
     for text in ("60610", "60610/tcp", "8000-8010", "5353/udp"):
         assert not looks_remote(text)
+
+
+def test_a_remote_entrys_history_is_its_own_and_old_logs_still_load() -> None:
+    """Periods are keyed by the entry (host, port), apart from this machine's port with the
+    same number; a line written before remote entries (no "host") is this machine's."""
+    from trayapp.core import timeline
+
+    local = Event.from_json(
+        {"time": "2026-11-29T08:00:00+00:00", "port": 60610, "event": "started", "pid": 7}
+    )
+    assert local.port == Port(60610)
+    there = port_of(parse_remote("xf11id-srv1:60610"))
+    began = Event(local.time + 1, there, "watch-began", code="start", listening=False)
+    events = [local, began, Event(local.time + 60, there, "started", addresses=("10.0.0.5",))]
+    again = [Event.from_json(json.loads(json.dumps(e.to_json()))) for e in events]
+    assert again == events
+    spans = timeline.periods(again)
+    assert [s.state for s in spans[Port(60610)]] == ["up"]
+    assert [s.state for s in spans[there]] == ["down", "up"]
+    assert str(there) == "xf11id-srv1:60610"
 
 
 def test_remote_entries_in_config_json(tmp_path: Path) -> None:

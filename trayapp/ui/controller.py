@@ -159,10 +159,11 @@ class Controller(QObject):
         carried: dict[RemoteTarget, RemoteCheck] = {}
         reasons: dict[RemoteTarget, str] = {}
         if self._remote is not None:
-            carried = {t: c for t, c in self._remote.last.items() if t in kept.values()}
-            reasons = self._remote.not_begun()  # not checked yet: their reason still holds
+            # Closed first: from then on its last checks stay as they are.
             ended = self._remote.close("removed")
             self._write_history([event for event in ended if event.port not in kept])
+            carried = {t: c for t, c in self._remote.last.items() if t in kept.values()}
+            reasons = self._remote.not_begun()  # not checked yet: their reason still holds
         self.remote_checks = {p: c for p, c in self.remote_checks.items() if p in kept}
         # Each entry on a thread of its own: a dead host never holds the GUI or the scans.
         self._remote = RemoteMonitor(
