@@ -89,6 +89,11 @@ class Pinger:
         self._paused.clear()
 
     def check(self) -> None:
+        # A scenario can be over in under a second (the XEmbed icon comes at once): keep
+        # asking until there are enough answers to judge, rather than judge on two or three.
+        deadline = time.monotonic() + 10
+        while len(self.latencies) < 5 and not self.failures and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(self.latencies) >= 5, "too few answers to judge"
         assert not self.failures, self.failures
         slowest = max(self.latencies)
