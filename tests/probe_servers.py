@@ -176,13 +176,17 @@ class BlueskyLike(QuietHandler):
     what the server answers when RE Manager does not reply over 0MQ) or "hang" (no answer until
     the test ends); ``status_raw``: bytes to send as the status body instead;
     ``status_code``: another status code; ``cut``: announce the body, send half, close;
-    ``history``: the items of /api/history/get.
+    ``history``: the items of /api/history/get; ``options_file``: a JSON file read before
+    each request, whose keys replace these (a test in another process changes the server).
     """
 
     server_version = "uvicorn"
 
     def do_GET(self) -> None:
         options = self.server.options
+        if options.get("options_file"):
+            with open(options["options_file"], encoding="utf-8") as file:
+                options = {**options, **json.load(file)}
         if self.path == "/openapi.json":
             self.reply_json(200, OPENAPI)
             return
@@ -300,8 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("kind", choices=["bluesky_httpserver"])
     parser.add_argument("--api-key")
     parser.add_argument("--host", default=LOOPBACK)
+    parser.add_argument("--options-file", help="JSON read before each request (see BlueskyLike)")
     args = parser.parse_args(argv)
-    with serve(BlueskyLike, args.host, api_key=args.api_key) as server:
+    options = {"options_file": args.options_file} if args.options_file else {}
+    with serve(BlueskyLike, args.host, api_key=args.api_key, **options) as server:
         print(server.port, flush=True)
         sys.stdin.read()  # until the test closes our stdin
 

@@ -9,9 +9,12 @@ this machine: the namespace has no route beyond the pair.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +30,7 @@ from tests.support import missing_part
 from trayapp.core import config as cfg
 from trayapp.core.apikey import KeyChoice
 from trayapp.core.events import Event
+from trayapp.core.model import Port
 from trayapp.core.remote import (
     RemoteCheck,
     RemoteSettings,
@@ -40,7 +44,8 @@ from trayapp.core.remote import (
 from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
 from trayapp.core.remote_report import key_for, suggested_target
 
-pytestmark = pytest.mark.linux("network namespaces and ip netns are Linux only")
+# Parsing, wording and Settings run on every OS; the other machine needs Linux namespaces.
+NETNS = pytest.mark.linux("network namespaces and ip netns are Linux only")
 
 HTTP_PORT, TCP_PORT, TLS_PORT, CLOSED_PORT = 8000, 7000, 8443, 7001
 TCP_SERVER = (
@@ -117,6 +122,26 @@ def test_bad_remote_entries_say_what_is_wrong(text: str, says: str) -> None:
 def test_local_specs_are_not_taken_for_hosts() -> None:
     for text in ("60610", "60610/tcp", "8000-8010", "5353/udp"):
         assert not looks_remote(text)
+
+
+def test_a_remote_entrys_history_is_its_own_and_old_logs_still_load() -> None:
+    """Periods are keyed by the entry (host, port), apart from this machine's port with the
+    same number; a line written before remote entries (no "host") is this machine's."""
+    from trayapp.core import timeline
+
+    local = Event.from_json(
+        {"time": "2026-11-29T08:00:00+00:00", "port": 60610, "event": "started", "pid": 7}
+    )
+    assert local.port == Port(60610)
+    there = port_of(parse_remote("xf11id-srv1:60610"))
+    began = Event(local.time + 1, there, "watch-began", code="start", listening=False)
+    events = [local, began, Event(local.time + 60, there, "started", addresses=("10.0.0.5",))]
+    again = [Event.from_json(json.loads(json.dumps(e.to_json()))) for e in events]
+    assert again == events
+    spans = timeline.periods(again)
+    assert [s.state for s in spans[Port(60610)]] == ["up"]
+    assert [s.state for s in spans[there]] == ["down", "up"]
+    assert str(there) == "xf11id-srv1:60610"
 
 
 def test_remote_entries_in_config_json(tmp_path: Path) -> None:
@@ -312,6 +337,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(machine, folder, ca, tcp)
 
 
+def tcp_listener(lab: Lab, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A plain TCP listener over there, listening when this returns; stop it by its pid."""
+    listener = lab.machine.run(
+        [sys.executable, "-c", TCP_SERVER, lab.address, str(port)], folder / f"tcp{port}.log"
+    )
+    lab.machine.wait_listening(port)
+    return listener
+
+
+@NETNS
 def test_up_refused_and_its_words(lab: Lab) -> None:
     up = check_remote(parse_remote(f"http://{lab.address}:{HTTP_PORT}"))
     assert up.up and up.reach.address == lab.address
@@ -324,6 +359,7 @@ def test_up_refused_and_its_words(lab: Lab) -> None:
     assert refused.line == f"{lab.address}:{CLOSED_PORT}: refused: nothing listens there"
 
 
+@NETNS
 def test_black_holed_host_is_said_so_within_the_timeout(lab: Lab) -> None:
     lab.machine.black_hole()
     try:
@@ -338,6 +374,7 @@ def test_black_holed_host_is_said_so_within_the_timeout(lab: Lab) -> None:
     assert reach(parse_remote(f"{lab.address}:{HTTP_PORT}")).up  # open again: answers again
 
 
+@NETNS
 def test_tls_with_a_lab_ca_is_trusted_only_when_given(lab: Lab) -> None:
     target = parse_remote(f"https://{lab.address}:{TLS_PORT}")
     untrusted = check_remote(target)
@@ -351,6 +388,7 @@ def test_tls_with_a_lab_ca_is_trusted_only_when_given(lab: Lab) -> None:
     assert wrong.result is not None and "does not exist" in wrong.result.summary
 
 
+@NETNS
 def test_cli_check_says_where_the_process_is(lab: Lab, tmp_path: Path) -> None:
     spec = f"{lab.address}:{HTTP_PORT}"
     result = portwatch("check", spec, f"{lab.address}:{CLOSED_PORT}", home=tmp_path)
@@ -372,6 +410,7 @@ def test_cli_check_says_where_the_process_is(lab: Lab, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "down: name not found: beamline.invalid" in missing.stdout
 
 
+@NETNS
 def test_cli_check_uses_the_entrys_ca_file_from_settings(lab: Lab, tmp_path: Path) -> None:
     spec = f"https://{lab.address}:{TLS_PORT}"
     (tmp_path / "config").mkdir()
@@ -383,6 +422,7 @@ def test_cli_check_uses_the_entrys_ca_file_from_settings(lab: Lab, tmp_path: Pat
     assert "health: healthy: HTTP 200" in result.stdout
 
 
+@NETNS
 def test_down_and_up_again_are_events_and_a_dead_host_delays_no_other(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -429,7 +469,7 @@ def test_down_and_up_again_are_events_and_a_dead_host_delays_no_other(
         stop(listener)
     ours = [(when, kinds) for when, t, kinds in seen if t == str(watched)]
     theirs = [when for when, t, _kinds in seen if t == str(dead)]
-    assert ours[0][1] == ["started"]
+    assert ours[0][1] == ["watch-began", "started"]
     assert ["stopped"] in [kinds for _w, kinds in ours]
     # Many checks of the live entry while each check of the dead one took 2 s.
     assert len(ours) >= 4 * max(1, len(theirs)), (len(ours), len(theirs))
@@ -453,6 +493,7 @@ def remote_bluesky(lab: Lab) -> Iterator[object]:
         yield stack
 
 
+@NETNS
 def test_remote_bluesky_key_only_after_agreeing_to_plain_http(
     lab: Lab, remote_bluesky: object, tmp_path: Path
 ) -> None:
@@ -483,6 +524,7 @@ def test_remote_bluesky_key_only_after_agreeing_to_plain_http(
     assert API_KEY not in checked.stdout + checked.stderr
 
 
+@NETNS
 def test_watch_a_remote_bluesky_server_through_an_outage(
     lab: Lab, remote_bluesky: object, tmp_path: Path
 ) -> None:
@@ -524,7 +566,8 @@ def test_watch_a_remote_bluesky_server_through_an_outage(
     events = [
         json.loads(line) for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()
     ]
-    assert [e["event"] for e in events if e.get("host") == target][:3] == [
+    assert [e["event"] for e in events if e.get("host") == target][:4] == [
+        "watch-began",
         "started",
         "stopped",
         "started",
@@ -540,6 +583,7 @@ def test_watch_a_remote_bluesky_server_through_an_outage(
     ]
 
 
+@NETNS
 def test_a_remote_re_manager_gone_and_back_is_told_like_a_local_one(
     lab: Lab, remote_bluesky: object
 ) -> None:
@@ -601,6 +645,7 @@ def _wait_for_line(lines: list[str], text: str, timeout: float) -> None:
 # -- the tray ----------------------------------------------------------------------------------
 
 
+@NETNS
 def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
     qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
 ) -> None:
@@ -613,10 +658,7 @@ def test_tray_shows_remote_entries_in_menu_icon_window_and_notifications(
     from trayapp.ui.tray import Tray
 
     assert isinstance(qtbot, QtBot)
-    listener = lab.machine.run(
-        [sys.executable, "-c", TCP_SERVER, lab.address, "7003"], tmp_path / "tcp3.log"
-    )
-    lab.machine.wait_listening(7003)
+    listener = tcp_listener(lab, 7003, tmp_path)
     plain = parse_remote(f"{lab.address}:7003")
     web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
     config = cfg.Config(
@@ -726,3 +768,591 @@ def test_settings_offer_the_bluesky_server_and_say_the_key_rules(
         ("https://xf11id-srv1/qserver", None, False),
     ]
     assert controller.config.remotes == saved.remotes
+
+
+@NETNS
+def test_overview_lists_remote_entries_with_their_health_and_failures_in_words(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """Each way of failing, in the words the issue asks for, in the overview, the menu, the
+    port window and the notifications; a working entry's health like a local row's."""
+    from pytestqt.qtbot import QtBot
+
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.overview import OverviewWindow
+    from trayapp.ui.remote_window import RemoteWindow
+    from trayapp.ui.tray import Tray
+
+    assert isinstance(qtbot, QtBot)
+    web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
+    plain = parse_remote(f"{lab.address}:{TCP_PORT}")
+    refused = parse_remote(f"{lab.address}:{CLOSED_PORT}")
+    unknown = parse_remote("beamline.invalid:60610")
+    # An address on the pair's subnet that no machine has: no answer within the 2 s.
+    dead = parse_remote(f"{lab.machine.gateway.rsplit('.', 1)[0]}.99:{TCP_PORT}")
+    config = cfg.Config(
+        ports=(),
+        remotes=tuple(
+            cfg.WatchedRemote(t, label="Notes" if t == web else "", interval=2.0)
+            for t in (web, plain, refused, unknown, dead)
+        ),
+    )
+    controller = Controller(portwatch_home / "config.json", config, create_scanner)
+    controller.start()
+    try:
+        tray = Tray(controller)
+        sent: list[tuple[str, str]] = []
+        tray.send_notification = lambda title, body, _r: sent.append((title, body)) or len(sent)
+        overview = OverviewWindow(controller)
+        qtbot.addWidget(overview)
+        overview.show()
+        qtbot.waitUntil(lambda: len(controller.remote_checks) == 5, timeout=15000)
+        overview.refresh()
+        rows = {
+            overview.table.topLevelItem(i).text(0): [
+                overview.table.topLevelItem(i).text(c) for c in range(5)
+            ]
+            for i in range(overview.table.topLevelItemCount())
+        }
+        assert rows[str(web)] == [
+            str(web),
+            "Notes",
+            f"listening on {lab.address}",
+            "HTTP 200",
+            lab.address,
+        ]
+        assert rows[str(plain)][2:] == [
+            f"listening on {lab.address}",
+            "no health check",
+            lab.address,
+        ]
+        label = rows[str(plain)][1]
+        assert label == (controller.label(port_of(plain)))
+        words = {
+            refused: "refused: nothing listens there",
+            unknown: "name not found: beamline.invalid",
+            dead: "no answer in 2 s: host down or a firewall drops it",
+        }
+        for target, text in words.items():
+            assert rows[str(target)][2:] == [text, "", ""], rows[str(target)]
+            line = tray.port_line(port_of(target))
+            assert line == f"{controller.title(port_of(target))}: {text}"
+            window = RemoteWindow(controller, port_of(target))
+            assert f"down: {text}" in window.details.toPlainText()
+            window.close()
+        # Opening a row opens that entry, as a local row does.
+        opened: list[object] = []
+        overview.open_port.connect(opened.append)
+        item = next(
+            overview.table.topLevelItem(i)
+            for i in range(overview.table.topLevelItemCount())
+            if overview.table.topLevelItem(i).text(0) == str(web)
+        )
+        overview.table.itemActivated.emit(item, 0)
+        assert opened == [port_of(web)]
+        controller.set_paused(True)
+        overview.refresh()
+        assert overview.table.topLevelItem(0).text(2) == "paused"
+        controller.set_paused(False)
+    finally:
+        controller.stop()
+    # The first look tells what is up (a first look at a down entry is no change to notify).
+    assert (f"{web} Notes", f"now listening on {lab.address}") in sent
+
+
+COUNTING_SERVER = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()\n"
+    "while True:\n"
+    "    c,_=s.accept(); c.close()\n"
+    "    with open(sys.argv[3], 'a') as f: f.write('x\\n')\n"
+)
+
+
+@NETNS
+@pytest.mark.parametrize(
+    ("entry_interval", "flags", "checks_in_5s"),
+    [
+        (2, [], (3, 4)),  # the entry's own interval: at 0, 2 and 4 s
+        (30, ["--health-interval", "2"], (3, 4)),  # given: it overrides the entry's
+        (30, [], (1, 1)),  # not given: the entry's 30 s, not the 10 s default
+    ],
+)
+def test_watch_keeps_the_entrys_interval_unless_one_is_given(
+    lab: Lab, tmp_path: Path, entry_interval: int, flags: list[str], checks_in_5s: tuple[int, int]
+) -> None:
+    port = 7010 + entry_interval + len(flags)
+    accepts = tmp_path / "accepts"
+    accepts.touch()
+    server = lab.machine.run(
+        [sys.executable, "-c", COUNTING_SERVER, lab.address, str(port), str(accepts)],
+        tmp_path / "count.log",
+    )
+    try:
+        lab.machine.wait_listening(port)  # one connect of ours: counted, then cleared
+        time.sleep(0.2)
+        accepts.write_text("")
+        target = f"{lab.address}:{port}"
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "config.json").write_text(
+            json.dumps({"remotes": [{"target": target, "interval": entry_interval}]})
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trayapp", "watch", target, *flags],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PORTWATCH_HOME": str(tmp_path)},
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not accepts.read_text() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            first = time.monotonic()
+            time.sleep(max(0.0, first + 4.9 - time.monotonic()))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        count = len(accepts.read_text().splitlines())
+    finally:
+        stop(server)
+    low, high = checks_in_5s
+    assert low <= count <= high, (count, entry_interval, flags)
+
+
+def test_only_the_other_machine_tests_are_linux_only() -> None:
+    """Parsing, wording, config and Settings run on every OS (CI's Windows and macOS jobs);
+    only tests that build the other machine (a namespace) carry the Linux marker."""
+    assert "pytestmark" not in globals()  # no marker for the whole module
+    tests = {name: fn for name, fn in globals().items() if name.startswith("test_")}
+    assert len(tests) > 10
+    for name, fn in tests.items():
+        needs_namespace = "lab" in inspect.signature(fn).parameters
+        linux = any(mark.name == "linux" for mark in getattr(fn, "pytestmark", []))
+        assert linux == needs_namespace, name
+
+
+ERROR_SERVER = (
+    "import http.server,sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(503); self.send_header('Content-Length','0'); self.end_headers()\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+)
+ERROR_PORT = 8503
+
+
+@pytest.fixture(scope="module")
+def failing_web(lab: Lab) -> str:
+    """An HTTP server over there that answers 503: up, but unhealthy."""
+    lab.machine.run(
+        [sys.executable, "-c", ERROR_SERVER, lab.address, str(ERROR_PORT)],
+        lab.folder / "error.log",
+    )
+    lab.machine.wait_listening(ERROR_PORT)
+    return f"http://{lab.address}:{ERROR_PORT}"
+
+
+@NETNS
+def test_nagios_checks_remote_entries_like_local_ports(
+    lab: Lab, failing_web: str, tmp_path: Path
+) -> None:
+    from tests.test_nagios import check_grammar
+
+    web, plain = f"http://{lab.address}:{HTTP_PORT}", f"{lab.address}:{TCP_PORT}"
+    refused = f"{lab.address}:{CLOSED_PORT}"
+    ok = portwatch("check", "--nagios", web, plain, home=tmp_path)
+    text, perf = check_grammar(ok)
+    assert ok.returncode == 0, ok.stdout
+    assert text.startswith(f"OK - {web} listening (on {lab.address})")
+    assert f"'listening_{web}'=1;;1:;0;1" in perf and f"'healthy_{web}'=1;1:;;0;1" in perf
+    assert f"'listening_{plain}'=1;;1:;0;1" in perf
+    assert not any(item.startswith(f"'healthy_{plain}'") for item in perf)  # no health check
+    for name in (web, plain):  # the response time, in C-locale seconds
+        [took] = [item for item in perf if item.startswith(f"'time_{name}'")]
+        assert re.fullmatch(rf"'time_{re.escape(name)}'=[0-9]+\.[0-9]{{6}}s;;;0;", took), took
+    [detail] = [line for line in ok.stdout.splitlines() if line.startswith(f"[OK] {web} ")]
+    assert "; health: HTTP 200" in detail, detail
+
+    sick = portwatch("check", "--nagios", failing_web, plain, home=tmp_path)
+    text, perf = check_grammar(sick)
+    assert sick.returncode == 1, sick.stdout
+    assert text.startswith(f"WARNING - {failing_web} listening (on {lab.address}), unhealthy:")
+    assert f"'healthy_{failing_web}'=0;1:;;0;1" in perf and text.endswith("; 1 OK")
+
+    for spec, words in (
+        (refused, "refused: nothing listens there"),
+        ("beamline.invalid:60610", "name not found: beamline.invalid"),
+    ):
+        down = portwatch("check", "--nagios", spec, plain, home=tmp_path)
+        text, perf = check_grammar(down)
+        assert down.returncode == 2, down.stdout
+        assert text == f"CRITICAL - {spec} down: {words}; 1 OK"
+        assert f"'listening_{spec}'=0;;1:;0;1" in perf
+
+    # Expected free: a refusal proves it; a host that does not answer proves nothing.
+    free = portwatch("check", "--nagios", "--expect", "free", refused, home=tmp_path)
+    assert free.returncode == 0 and free.stdout.startswith(f"OK - {refused} free"), free.stdout
+    busy = portwatch("check", "--nagios", "--expect", "free", plain, home=tmp_path)
+    assert busy.returncode == 2 and "in use" in busy.stdout
+    unknown = portwatch("check", "--nagios", "--expect", "free", "x.invalid:1", home=tmp_path)
+    assert unknown.returncode == 3 and "cannot tell whether it is free" in unknown.stdout
+    bad = portwatch("check", "--nagios", f"{lab.address}:99999", home=tmp_path)
+    assert bad.returncode == 3 and bad.stdout.startswith("UNKNOWN - ") and "bad port" in bad.stdout
+
+
+@NETNS
+def test_metrics_carry_remote_entries_with_a_host_label(
+    lab: Lab, failing_web: str, tmp_path: Path
+) -> None:
+    from tests.monitoring_support import promtool_check_metrics, value
+
+    web, refused = f"http://{lab.address}:{HTTP_PORT}", f"{lab.address}:{CLOSED_PORT}"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps(
+            {
+                "ports": [{"port": 60610}],
+                "remotes": [{"target": web, "label": "Notes"}, {"target": refused}],
+            }
+        )
+    )
+    # Without specs: the settings' ports and entries; with specs: those given.
+    for args in ((), (web, refused, "60610")):
+        done = portwatch("metrics", *args, home=tmp_path)
+        assert done.returncode == 0, done.stderr
+        text = done.stdout
+        checked = promtool_check_metrics(text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        listening = "portwatch_port_listening"
+        assert value(text, listening, host=web, port=str(HTTP_PORT), label="Notes") == 1
+        assert value(text, listening, host=refused, port=str(CLOSED_PORT)) == 0
+        assert value(text, listening, host="", port="60610") is not None  # this machine
+        assert value(text, "portwatch_port_healthy", host=web) == 1
+        assert value(text, "portwatch_port_healthy", host=refused) is None
+    one = portwatch("metrics", failing_web, home=tmp_path)
+    assert value(one.stdout, "portwatch_port_healthy", host=failing_web) == 0
+    assert "portwatch_port_owner_info" not in one.stdout  # the owner is over there
+
+
+@NETNS
+def test_the_trays_textfile_and_history_carry_remote_entries(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """Watch records and changes in events.jsonl (began at the start, ended when removed in
+    Settings, paused and at quit), `history` with the entry's title, and the textfile."""
+    from pytestqt.qtbot import QtBot
+
+    from tests.monitoring_support import promtool_check_metrics, value
+    from trayapp.core import textfile
+    from trayapp.core.history import EventLog
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+    from trayapp.ui.metrics_export import MetricsExporter
+
+    assert isinstance(qtbot, QtBot)
+    listener = tcp_listener(lab, 7004, tmp_path)
+    flapping = parse_remote(f"{lab.address}:7004")
+    web = parse_remote(f"http://{lab.address}:{HTTP_PORT}")
+    refused = parse_remote(f"{lab.address}:{CLOSED_PORT}")
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    config = cfg.Config(
+        ports=(),
+        remotes=tuple(cfg.WatchedRemote(t, interval=2.0) for t in (flapping, web, refused)),
+        textfile_dir=str(folder),
+    )
+    log = EventLog(portwatch_home / "data" / "events.jsonl")
+    path = portwatch_home / "config" / "config.json"
+    controller = Controller(path, config, create_scanner, event_log=log)
+    exporter = MetricsExporter(controller, refresh=1.0)
+    exporter.start()
+    controller.start()
+
+    def metric(name: str, **labels: str) -> float | None:
+        file = folder / textfile.FILE_NAME
+        return value(file.read_text(), name, **labels) if file.exists() else None
+
+    try:
+        qtbot.waitUntil(
+            lambda: (
+                metric("portwatch_port_listening", host=str(flapping)) == 1
+                and metric("portwatch_port_healthy", host=str(web)) == 1
+                and metric("portwatch_port_listening", host=str(refused)) == 0
+            ),
+            timeout=15000,
+        )
+        stop(listener)
+        qtbot.waitUntil(
+            lambda: metric("portwatch_port_listening", host=str(flapping)) == 0, timeout=15000
+        )
+        text = (folder / textfile.FILE_NAME).read_text()
+        checked = promtool_check_metrics(text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert value(text, "portwatch_port_changes_total", host=str(flapping), kind="stopped") == 1
+        controller.set_paused(True)
+        controller.set_paused(False)
+
+        def began() -> int:
+            return sum(e.kind == "watch-began" for e in log.read().events)
+
+        qtbot.waitUntil(lambda: began() == 6, timeout=15000)
+        # Removed in Settings: its watch ends; the others go on without a new record.
+        controller.apply(cfg.Config(ports=(), remotes=config.remotes[:2], textfile_dir=str(folder)))
+        controller.apply(cfg.Config(ports=(), remotes=config.remotes, textfile_dir=str(folder)))
+        qtbot.waitUntil(lambda: began() == 7, timeout=15000)
+        qtbot.wait(2500)  # the others' next checks
+    finally:
+        controller.stop()
+        exporter.stop()
+        stop(listener)
+    records = [(e.port.host, e.kind, e.code, e.listening) for e in log.read().events if e.port.host]
+    began = [(h, code, up) for h, kind, code, up in records if kind == "watch-began"]
+    ended = [(h, code) for h, kind, code, _up in records if kind == "watch-ended"]
+    assert sorted(began[:3]) == sorted(
+        [(str(flapping), "start", True), (str(web), "start", True), (str(refused), "start", False)]
+    )
+    assert sorted(began[3:6]) == sorted(
+        [
+            (str(flapping), "resumed", False),
+            (str(web), "resumed", True),
+            (str(refused), "resumed", False),
+        ]
+    )
+    assert began[6:] == [(str(refused), "added", False)]
+    assert sorted(ended[:3]) == sorted((str(t), "paused") for t in (flapping, web, refused))
+    assert ended[3] == (str(refused), "removed")
+    assert sorted(ended[4:]) == sorted((str(t), "quit") for t in (flapping, web, refused))
+    assert (str(flapping), "stopped", "refused", None) in records
+    # `portwatch history`: the entry by its title, down while it was, unwatched while paused.
+    shown = portwatch("history", str(flapping), home=portwatch_home)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"{flapping}: last day"), shown.stdout
+    rows = json.loads(portwatch("history", "--json", home=portwatch_home).stdout)
+    states = [r["state"] for r in rows if r.get("host") == str(flapping)]
+    assert states == ["up", "down", "unwatched", "down"], rows
+    refused_rows = [(r["state"], r["end"] is None) for r in rows if r.get("host") == str(refused)]
+    # The History window: a strip for each entry, named by its title.
+    from trayapp.ui.history_window import HistoryWindow
+
+    window = HistoryWindow(controller, log)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: port_of(flapping) in window.strips, timeout=10000)
+    strip = window.strips[port_of(flapping)]
+    assert strip.accessibleName() == f"Timeline of {flapping}"
+    assert "down 0 s" not in strip.accessibleDescription(), strip.accessibleDescription()
+    assert "down " in strip.accessibleDescription() and "up " in strip.accessibleDescription()
+    assert window.port_filter.findData(str(port_of(web))) > 0
+    # Down, paused, down, removed and added again, down until the quit.
+    assert refused_rows == [("down", False), ("unwatched", False)] * 2 + [("down", False)]
+    assert f"{flapping}  not watched since" in shown.stdout
+
+
+@NETNS
+def test_a_restart_does_not_repeat_a_remote_servers_news_and_tells_what_came_meanwhile(
+    qtbot: object, lab: Lab, portwatch_home: Path, tmp_path: Path
+) -> None:
+    """The imitation of bluesky-httpserver (tests/probe_servers.py) on the other machine; the
+    app started four times over one data folder (service-state.json)."""
+    from pytestqt.qtbot import QtBot
+
+    from tests.probe_servers import RE_MANAGER_STATUS
+    from trayapp.core import paths
+    from trayapp.core.service_check import ServiceStore
+    from trayapp.platforms.scanners import create_scanner
+    from trayapp.ui.controller import Controller
+
+    assert isinstance(qtbot, QtBot)
+    options = tmp_path / "server.json"
+    done = {
+        "item_uid": "a",
+        "name": "count",
+        "result": {"exit_status": "completed", "time_stop": 1},
+    }
+    failed = {"item_uid": "b", "name": "scan", "result": {"exit_status": "failed", "time_stop": 2}}
+
+    def server_says(manager: str, uid: str, history: list[object]) -> None:
+        status = {**RE_MANAGER_STATUS, "plan_history_uid": uid}
+        options.write_text(json.dumps({"manager": manager, "status": status, "history": history}))
+
+    server_says("idle", "h1", [done])
+    script = Path(__file__).with_name("probe_servers.py")
+    log = tmp_path / "bluesky-like.log"
+    command = f"sleep 3600 | {sys.executable} {script} bluesky_httpserver --host {lab.address}"
+    server = lab.machine.run(["sh", "-c", f"{command} --options-file {options}"], log)
+    try:
+        deadline = time.monotonic() + 20
+        while not log.read_text().strip().isdigit() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        target = parse_remote(f"http://{lab.address}:{int(log.read_text())}")
+        config = cfg.Config(ports=(), remotes=(cfg.WatchedRemote(target, interval=2.0),))
+
+        def run_app() -> list[str]:
+            """One start of the app until its first check is in; what it told."""
+            told: list[str] = []
+            store = ServiceStore.load(paths.service_state_file())
+            controller = Controller(
+                portwatch_home / "config.json", config, create_scanner, service_store=store
+            )
+            controller.events.connect(
+                lambda events: told.extend(e.detail or e.kind for e in events if e.port.host)
+            )
+            controller.start()
+            try:
+                qtbot.waitUntil(lambda: port_of(target) in controller.remote_checks, timeout=10000)
+                qtbot.wait(300)  # anything else it would tell
+            finally:
+                controller.stop()
+            return told
+
+        # The first look tells nothing old (plan "count" was there before us).
+        assert run_app() == ["started"]
+
+        server_says("unreachable", "h1", [done])
+        assert run_app() == ["started", "unhealthy: HTTP server up, RE Manager unreachable"]
+        # Restarted while it is still so: no news (it was told before the restart).
+        assert run_app() == ["started"]
+        # Meanwhile, with the app off: the RE Manager back, and a plan that failed.
+        server_says("idle", "h2", [done, failed])
+        told = run_app()
+        assert told[0] == "started" and len(told) == 2, told
+        assert (
+            told[1].startswith("healthy again: RE Manager idle") and "plan 'scan' failed" in told[1]
+        )
+        assert run_app() == ["started"]  # and told once only
+        saved = json.loads(paths.service_state_file().read_text())
+        assert saved[f"remote {lab.address}:{target.port}"]["history_uid"] == "h2"
+    finally:
+        stop(server)
+
+
+REDIRECTING_SERVER = (
+    "import http.server,json,sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        with open(sys.argv[4], 'a') as f:\n"
+    "            f.write(json.dumps([self.path, self.headers.get('Authorization')]) + '\\n')\n"
+    "        if self.path == '/openapi.json':\n"
+    "            body = json.dumps({'info': {'title': 'Bluesky HTTP Server'}}).encode()\n"
+    "            self.send_response(200); self.send_header('Content-Type', 'application/json')\n"
+    "        else:\n"
+    "            body = b''\n"
+    "            self.send_response(307); self.send_header('Location', sys.argv[3] + self.path)\n"
+    "        self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+)
+
+
+@NETNS
+def test_a_redirect_to_another_host_gets_no_key(lab: Lab, tmp_path: Path) -> None:
+    """A server that redirects its API elsewhere: the key goes to the entry's host only, and
+    the check does not follow (the other host is never contacted)."""
+    elsewhere_accepts = tmp_path / "elsewhere"
+    elsewhere_accepts.touch()
+    requests = tmp_path / "requests"
+    requests.touch()
+    elsewhere = f"http://{lab.address}:7020"
+    lab.machine.run(
+        [sys.executable, "-c", COUNTING_SERVER, lab.address, "7020", str(elsewhere_accepts)],
+        tmp_path / "elsewhere.log",
+    )
+    lab.machine.run(
+        [sys.executable, "-c", REDIRECTING_SERVER, lab.address, "8307", elsewhere, str(requests)],
+        tmp_path / "redirect.log",
+    )
+    for port in (7020, 8307):
+        lab.machine.wait_listening(port)
+    time.sleep(0.2)
+    elsewhere_accepts.write_text("")  # our own readiness connects
+    target = parse_remote(f"http://{lab.address}:8307")
+    settings = RemoteSettings(KeyChoice("s3cret-key", "Settings"), allow_plain_key=True)
+    check = check_remote(target, settings)
+    assert check.up and check.result is not None and check.result.status == 307, check.line
+    seen = [json.loads(line) for line in requests.read_text().splitlines()]
+    assert ["/api/status", "ApiKey s3cret-key"] in seen, seen  # the key went to its own host
+    time.sleep(0.5)
+    assert elsewhere_accepts.read_text() == ""  # and nobody followed the redirect
+
+
+RESETTING_SERVER = (
+    "import socket,struct,sys\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()\n"
+    "while True:\n"
+    "    c,_=s.accept(); c.recv(1024)\n"
+    "    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); c.close()\n"
+)
+
+
+@NETNS
+def test_a_reset_is_said_as_a_reset(lab: Lab, tmp_path: Path) -> None:
+    """A server (or a firewall) that accepts, then resets the connection: the check says so,
+    not "not HTTP"."""
+    lab.machine.run(
+        [sys.executable, "-c", RESETTING_SERVER, lab.address, "8404"], tmp_path / "reset.log"
+    )
+    lab.machine.wait_listening(8404)
+    target = f"http://{lab.address}:8404"
+    check = check_remote(parse_remote(target))
+    assert check.line == f"{target}: unhealthy: connection reset by the host or a firewall"
+    shown = portwatch("check", target, home=tmp_path)
+    assert "health: unhealthy: connection reset by the host or a firewall" in shown.stdout
+    plugin = portwatch("check", "--nagios", target, home=tmp_path)
+    assert plugin.returncode == 1 and "connection reset by the host or a firewall" in plugin.stdout
+
+
+@NETNS
+def test_a_watch_stopped_for_a_while_records_the_gap(lab: Lab, tmp_path: Path) -> None:
+    """`portwatch watch --log` stopped (SIGSTOP) longer than three intervals: the time between
+    is not watched (suspended, woke), as for a local port; Ctrl+C ends its watch (quit)."""
+    listener = tcp_listener(lab, 7030, tmp_path)
+    target = f"{lab.address}:7030"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps({"remotes": [{"target": target, "interval": 2}]})
+    )
+    events = tmp_path / "data" / "events.jsonl"
+
+    def kinds() -> list[tuple[str, object]]:
+        lines = events.read_text().splitlines() if events.exists() else []
+        return [(e["event"], e.get("reason")) for e in map(json.loads, lines)]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "watch", target, "--log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PORTWATCH_HOME": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while ("watch-began", "start") not in kinds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(8)  # more than three intervals of 2 s (at least 5 s)
+        proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while ("watch-began", "woke") not in kinds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        stop(listener)
+    assert kinds() == [
+        ("watch-began", "start"),
+        ("started", None),
+        ("watch-ended", "suspended"),
+        ("watch-began", "woke"),
+        ("watch-ended", "quit"),
+    ]
+    rows = json.loads(portwatch("history", "--json", target, home=tmp_path).stdout)
+    assert [r["state"] for r in rows] == ["up", "unwatched", "up"]

@@ -22,7 +22,7 @@ from trayapp.core import prometheus_config as promconf
 from trayapp.core.apikey import KeyChoice, choose_key
 from trayapp.core.commands import commands_on_server
 from trayapp.core.diagnosis import diagnose
-from trayapp.core.events import Event, parse_iso_time
+from trayapp.core.events import WATCH_KINDS, Event, parse_iso_time
 from trayapp.core.health_monitor import HealthMonitor, outcome_events
 from trayapp.core.history import EventLog
 from trayapp.core.inspection import make_report
@@ -141,6 +141,14 @@ def _health_interval(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc).replace("'health_interval'", "it")) from None
 
 
+NOT_GIVEN = object()  # an option left out (None is taken: it means "off")
+
+
+def _given(args: argparse.Namespace, name: str, default: object) -> object:
+    value = getattr(args, name)
+    return default if value is NOT_GIVEN else value
+
+
 _refresh = _seconds(1, textfile.REFRESH_S)
 _timeout = _seconds(0, 7 * 86400)
 
@@ -212,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--health-interval",
         type=_health_interval,
-        default=cfg.DEFAULT_HEALTH_INTERVAL,
+        # Not given: a remote entry keeps its own interval from Settings.
+        default=NOT_GIVEN,
         metavar="SECONDS",
         help="seconds between health checks of listening ports (2-600, or off; default 10)",
     )
@@ -407,7 +416,7 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
         check = (
             check_remote(target, remote_settings)
             if args.probe
-            else RemoteCheck(target, reach(target), None)
+            else _connect_only(target, remote_settings)
         )
         checks.append((check, _remote_label(target, settings)))
     code = EXIT_OK
@@ -456,23 +465,44 @@ def _check_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
 def _check_nagios(args: argparse.Namespace) -> int:
     if args.json:
         raise UsageError("--nagios and --json do not go together: choose one output")
-    ports = _ports(args.specs)
-    scanner = _scanner()
-    try:
-        snapshot = timed_scan(scanner, ports)
-    except ScanError as exc:
-        result = nagios.unknown(f"could not scan: {exc}")
+    local, targets = _split(args.specs)
+    ports = _ports(local) if local else []
+    snapshot = _timed_scan(ports)
+    if isinstance(snapshot, str):
+        result = nagios.unknown(snapshot)
         sys.stdout.write(result.output)
         return result.code
-    finally:
-        scanner.close()
     settings = _saved_settings()
-    probes = _probe_all(snapshot, settings) if args.probe and args.expect == "listening" else {}
+    probe = args.probe and args.expect == "listening"
+    probes = _probe_all(snapshot, settings) if probe else {}
+    checks = _remote_checks(targets, settings, probe)
+    labels = _labels(ports + [port_of(target) for target in targets], settings)
     result = nagios.evaluate(
-        snapshot, expect=args.expect, probes=probes, labels=_labels(ports, settings)
+        snapshot, expect=args.expect, probes=probes, labels=labels, remote=checks
     )
     sys.stdout.write(result.output)
     return result.code
+
+
+def _timed_scan(ports: list[Port]) -> Snapshot | str:
+    """A timed scan of this machine's `ports` (none: an empty snapshot), or why it failed."""
+    if not ports:
+        return Snapshot(())
+    scanner = _scanner()
+    try:
+        return timed_scan(scanner, ports)
+    except ScanError as exc:
+        return f"could not scan: {exc}"
+    finally:
+        scanner.close()
+
+
+def _remote_checks(
+    targets: list[RemoteTarget], settings: cfg.Config, probe: bool
+) -> list[RemoteCheck]:
+    """One check of each entry on another machine: with its health, or only a connect."""
+    check = check_remote if probe else _connect_only
+    return [check(target, _remote_settings(target, settings)) for target in targets]
 
 
 def _wants_nagios(argv: Sequence[str]) -> bool:
@@ -489,17 +519,20 @@ def _wants_nagios(argv: Sequence[str]) -> bool:
 def cmd_metrics(args: argparse.Namespace) -> int:
     folder = _textfile_folder(args.textfile) if args.textfile is not None else None
     settings = _saved_settings()
-    ports = _configured_ports(args.specs, settings)
-    scanner = _scanner()
-    try:
-        snapshot = timed_scan(scanner, ports)
-    except ScanError as exc:
-        print(f"portwatch metrics: could not scan: {exc}", file=sys.stderr)
+    local, targets = _split(args.specs)
+    if args.specs:
+        ports = _ports(local) if local else []
+    else:  # the settings' ports and their entries on other machines
+        targets = [entry.target for entry in settings.remotes]
+        ports = _configured_ports([], settings) if settings.ports or not targets else []
+    snapshot = _timed_scan(ports)
+    if isinstance(snapshot, str):
+        print(f"portwatch metrics: {snapshot}", file=sys.stderr)
         return EXIT_SCAN_FAILED
-    finally:
-        scanner.close()
+    remote = _remote_checks(targets, settings, args.probe)
+    labels = _labels(ports + [port_of(target) for target in targets], settings)
     probes = _probe_all(snapshot, settings) if args.probe else {}
-    text = metrics.render(snapshot, labels=_labels(ports, settings), probes=probes)
+    text = metrics.render(snapshot, labels=labels, probes=probes, remote=remote)
     if folder is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -683,11 +716,12 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
 
     def on_check(check: RemoteCheck, events: list[Event]) -> None:
         lines = []
-        shown = events
+        # The watch records go to the log only, as a local watch's do.
+        shown = [event for event in events if event.kind not in WATCH_KINDS]
         if check.target not in seen and not args.json:
             lines.append(f"{report.local_time(check.time)}  now {check.line}")
             # The first line already says that it listens.
-            shown = [event for event in events if event.kind != "started"]
+            shown = [event for event in shown if event.kind != "started"]
         seen.add(check.target)
         for event in shown:
             lines.append(json.dumps(event.to_json()) if args.json else report.event_text(event))
@@ -699,10 +733,13 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
             sys.stdout.flush()
 
     seen: set[RemoteTarget] = set()
+    given = args.health_interval  # NOT_GIVEN, a number, or None: "off"
+    probe = args.probe and given is not None
     entries = []
     for target in targets:
         entry = settings.remote(target)
-        interval = args.health_interval or (entry.interval if entry else None)
+        # Only an interval given on this command line overrides the entry's own.
+        interval = given if isinstance(given, float) else (entry.interval if entry else None)
         entries.append(
             RemoteEntry(
                 target,
@@ -710,7 +747,12 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
                 _remote_settings(target, settings),
             )
         )
-    monitor = RemoteMonitor(entries, on_check)
+    monitor = RemoteMonitor(
+        entries,
+        on_check,
+        check=check_remote if probe else _connect_only,
+        watcher=f"watch-{os.getpid()}",
+    )
     try:
         if local:
             local_args = argparse.Namespace(**{**vars(args), "specs": local})
@@ -719,8 +761,16 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
     except KeyboardInterrupt:
         pass
     finally:
-        monitor.close()
+        ended = monitor.close("quit")
+        if history is not None:
+            history.write(ended)
     return EXIT_OK
+
+
+def _connect_only(target: RemoteTarget, _settings: RemoteSettings) -> RemoteCheck:
+    """--no-probe, --health-interval off: whether it listens, not how healthy it is."""
+    reached = reach(target)
+    return RemoteCheck(target, reached, None, seconds=reached.seconds)
 
 
 def _health_monitor(
@@ -729,7 +779,8 @@ def _health_monitor(
     settings: cfg.Config,
     on_outcome: Callable[[Port, PortState, CheckOutcome], None] | None = None,
 ) -> HealthMonitor | None:
-    if args.health_interval is None or not args.probe or on_outcome is None:
+    interval = _given(args, "health_interval", cfg.DEFAULT_HEALTH_INTERVAL)
+    if not isinstance(interval, float) or not args.probe or on_outcome is None:
         return None
 
     def key_for(port: Port) -> KeyChoice:
@@ -738,7 +789,7 @@ def _health_monitor(
 
     return HealthMonitor(
         on_outcome,
-        interval_for=lambda _port: args.health_interval,
+        interval_for=lambda _port: interval,
         key_for=key_for,
         history=history,
     )
@@ -803,10 +854,8 @@ def _wait_remote(args: argparse.Namespace, local: list[str], targets: list[Remot
                 except ScanError:
                     local_ok = False
             for target in list(pending) or targets:
-                check = (
-                    check_remote(target, _remote_settings(target, settings))
-                    if args.healthy
-                    else RemoteCheck(target, reach(target), None)
+                check = (check_remote if args.healthy else _connect_only)(
+                    target, _remote_settings(target, settings)
                 )
                 if check.up and (not args.healthy or check.verdict != "unhealthy"):
                     pending.pop(target, None)
@@ -976,6 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `portwatch check ... | head` closed the pipe: not an error worth a traceback.
         sys.stderr.close()
         return EXIT_OK
+    except KeyboardInterrupt:
+        # A second Ctrl+C while a watch ends (the first one is its normal end).
+        return 130
     except Exception as exc:
         if not _wants_nagios(argv):
             raise

@@ -80,6 +80,11 @@ class Pinger:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # A scenario can be over in under a second (the XEmbed icon comes at once): keep
+        # asking until there are enough answers to judge, rather than judge on two or three.
+        deadline = time.monotonic() + 10
+        while len(self.latencies) < 5 and not self.failures and time.monotonic() < deadline:
+            time.sleep(0.1)
         self._stop.set()
         self._thread.join(15)
 

@@ -8,13 +8,15 @@ label. Families without samples are left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from trayapp.core.events import EVENT_KINDS, Event, EventKind
 from trayapp.core.health_rule import is_healthy
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.remote import RemoteCheck
+from trayapp.core.remote_monitor import port_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # RE Manager's states (bluesky-queueserver's MState); one it reports that is not here is added.
@@ -107,7 +109,30 @@ class ChangeCounter:
 
 
 def _port_labels(port: Port) -> dict[str, str]:
-    return {"port": str(port.number), "protocol": port.protocol}
+    """`host`: "" on this machine (Prometheus reads an empty label as none, so local series
+    stay what they were), else the entry as typed and as the history names it
+    ("xf11id-srv1:60610", "https://xf11id-srv1/qserver"), unique per entry."""
+    return {"port": str(port.number), "protocol": port.protocol, "host": port.host}
+
+
+@dataclass(frozen=True)
+class _Row:
+    port: Port
+    listening: bool
+    owners: list[dict[str, str]]
+    result: ProbeResult | None  # the health check's, while listening
+
+
+def _rows(
+    snapshot: Snapshot, probes: Mapping[Port, ProbeResult], remote: Sequence[RemoteCheck]
+) -> list[_Row]:
+    rows = [
+        _Row(s.port, s.listening, _owner_rows(s), probes.get(s.port) if s.listening else None)
+        for s in snapshot.states
+    ]
+    # Another machine's owner is not known here: no owner rows for its entries.
+    rows.extend(_Row(port_of(c.target), c.up, [], c.result if c.up else None) for c in remote)
+    return rows
 
 
 def _owner_rows(state: PortState) -> list[dict[str, str]]:
@@ -139,11 +164,14 @@ def render(
     labels: Mapping[Port, str] | None = None,
     probes: Mapping[Port, ProbeResult] | None = None,
     changes: ChangeCounter | None = None,
+    remote: Sequence[RemoteCheck] = (),
 ) -> str:
-    """The whole exposition, ending in a line feed (windows_exporter insists on it)."""
+    """The whole exposition, ending in a line feed (windows_exporter insists on it).
+    `remote`: the last checks of entries on other machines (labels keyed by their Port)."""
     labels = labels or {}
     probes = probes or {}
-    ports = [state.port for state in snapshot.states]
+    rows = _rows(snapshot, probes, remote)
+    ports = [row.port for row in rows]
     listening = Family(
         "portwatch_port_listening",
         "gauge",
@@ -173,12 +201,12 @@ def render(
         "gauge",
         "The RE Manager's state: 1 for the current state, 0 for the others.",
     )
-    for state in snapshot.states:
-        base = _port_labels(state.port)
-        listening.add({**base, "label": labels.get(state.port, "")}, 1 if state.listening else 0)
-        for row in _owner_rows(state):
-            owner.add({**base, **row}, 1)
-        result = probes.get(state.port) if state.listening else None
+    for row in rows:
+        base = _port_labels(row.port)
+        listening.add({**base, "label": labels.get(row.port, "")}, 1 if row.listening else 0)
+        for who in row.owners:
+            owner.add({**base, **who}, 1)
+        result = row.result
         verdict = is_healthy(result)
         if verdict is not None:
             healthy.add(base, 1 if verdict else 0)

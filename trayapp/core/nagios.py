@@ -7,13 +7,15 @@ whatever the locale of the process); the details on the lines after it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from trayapp.core.health_rule import is_healthy
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.remote import RemoteCheck
+from trayapp.core.remote_monitor import port_of
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -75,33 +77,75 @@ def _perfdata(state: PortState, result: ProbeResult | None, expect: Expect) -> l
     return data
 
 
+def _remote_state(check: RemoteCheck, expect: Expect) -> tuple[int, str]:
+    """An entry on another machine, by the same rule as a local port: down is CRITICAL, a
+    failing health check WARNING. Expected free, only a refusal proves that nothing listens:
+    a host that does not answer (or resolve) leaves it unknown."""
+    title = check.target.title
+    if expect == "free":
+        if check.up:
+            return CRITICAL, f"{title} in use (must stay free)"
+        if check.reach.code == "refused":
+            return OK, f"{title} free"
+        return UNKNOWN, f"{title}: cannot tell whether it is free: {check.reach.text}"
+    if not check.up:
+        return CRITICAL, f"{title} down: {check.reach.text}"
+    text = f"{title} {check.reach.text}"
+    result = check.result
+    if is_healthy(result) is False and result is not None:
+        return WARNING, f"{text}, unhealthy: {result.summary}"
+    return OK, text
+
+
+def _remote_perfdata(check: RemoteCheck, expect: Expect) -> list[str]:
+    # A quoted label may hold anything but its quote and '=': the entry's title, cleaned.
+    name = clean(check.target.title).replace("'", "_").replace("=", "_")
+    critical = "1:" if expect == "listening" else "0"
+    data = [f"'listening_{name}'={1 if check.up else 0};;{critical};0;1"]
+    verdict = is_healthy(check.result) if check.up and expect == "listening" else None
+    if verdict is not None:
+        data.append(f"'healthy_{name}'={1 if verdict else 0};1:;;0;1")
+    data.append(f"'time_{name}'={check.seconds:.6f}s;;;0;")
+    return data
+
+
 def evaluate(
     snapshot: Snapshot,
     *,
     expect: Expect = "listening",
     probes: Mapping[Port, ProbeResult] | None = None,
     labels: Mapping[Port, str] | None = None,
+    remote: Sequence[RemoteCheck] = (),
 ) -> PluginResult:
+    """`remote`: the checks of entries on other machines (labels keyed by their Port too)."""
     probes = probes or {}
     labels = labels or {}
     verdicts: list[tuple[int, str]] = []
     details: list[str] = []
     perfdata: list[str] = []
-    for state in snapshot.states:
-        result = probes.get(state.port) if state.listening else None
-        code, text = _port_state(state, result, expect)
+
+    def add(code: int, text: str, label: str, where: str, result: ProbeResult | None) -> None:
         verdicts.append((code, clean(text)))
-        label = labels.get(state.port, "")
         detail = f"[{STATE_NAMES[code]}] {text}"
         if label:
             detail += f" ({label})"
-        if state.listeners:
-            where = ", ".join(dict.fromkeys(listener.address for listener in state.listeners))
+        if where:
             detail += f"; on {where}"
         if result is not None:
             detail += f"; health: {result.summary}"
         details.append(clean(detail))
+
+    for state in snapshot.states:
+        result = probes.get(state.port) if state.listening else None
+        code, text = _port_state(state, result, expect)
+        where = ", ".join(dict.fromkeys(listener.address for listener in state.listeners))
+        add(code, text, labels.get(state.port, ""), where, result)
         perfdata.extend(_perfdata(state, result, expect))
+    for check in remote:
+        code, text = _remote_state(check, expect)
+        result = check.result if check.up else None
+        add(code, text, labels.get(port_of(check.target), ""), "", result)
+        perfdata.extend(_remote_perfdata(check, expect))
     if snapshot.duration is not None:
         perfdata.append(f"'scan_time'={snapshot.duration:.6f}s;;;0;")
     if not verdicts:

@@ -47,6 +47,7 @@ BLUESKY_HINTS = ("bluesky_httpserver", "bluesky-httpserver", "start-bluesky-http
 BLUESKY_PORTS = frozenset({60610})
 MAX_BODY = 64 * 1024
 MAX_HISTORY_BODY = 8 * 1024 * 1024  # a busy beamline's history; more is not a history
+RESET_TEXT = "connection reset by the host or a firewall"
 STATUS_TIMEOUT = 3.0  # bluesky-httpserver answers 408 after 2 s when its RE Manager is gone
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _OPENAPI_TITLE = re.compile(rb'"info"\s*:\s*\{[^{}]*?"title"\s*:\s*"([^"\\]{1,200})"')
@@ -311,6 +312,11 @@ def probe_endpoint(
         )
     except ssl.SSLError as exc:
         return ProbeResult(port, host, "error", f"TLS failed: {exc.reason or exc}")
+    except ConnectionResetError:
+        # Accepted, then cut off: not an answer at all, so said as what happened.
+        return ProbeResult(
+            port, host, "not-http", RESET_TEXT, expected_http=expected_http or bool(bluesky)
+        )
     except (http.client.HTTPException, ConnectionError, UnicodeError):
         return ProbeResult(
             port,
@@ -393,6 +399,8 @@ def _bluesky(
         return ProbeResult(port, host, "refused", "connection refused")
     except http.client.IncompleteRead:
         return result("error", "HTTP server up, /api/status answer cut short")
+    except ConnectionResetError:
+        return result("error", f"HTTP server up, /api/status: {RESET_TEXT}")
     except (http.client.HTTPException, OSError) as exc:
         return result("error", f"HTTP server up, /api/status failed: {type(exc).__name__}")
     server = server or answer.headers.get("server")

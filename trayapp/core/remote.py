@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from trayapp.core.apikey import KeyChoice
 from trayapp.core.bluesky import HistoryItem
 from trayapp.core.probe import (
+    RESET_TEXT,
     Endpoint,
     ProbeResult,
     history_from,
@@ -225,7 +226,7 @@ def _failure(exc: OSError, address: str, timeout: float) -> Reach:
     if isinstance(exc, ConnectionRefusedError):
         return Reach(False, "refused", "refused: nothing listens there", address)
     if isinstance(exc, ConnectionResetError):
-        return Reach(False, "reset", "connection reset by the host or a firewall", address)
+        return Reach(False, "reset", RESET_TEXT, address)
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return Reach(False, "unreachable", f"cannot reach {address}: no route to it", address)
     return Reach(False, "error", f"could not connect: {exc.strerror or exc}", address)
@@ -306,6 +307,7 @@ class RemoteCheck:
     reach: Reach
     result: ProbeResult | None  # None: not reachable, or not an HTTP service
     time: float = field(default_factory=time.time)
+    seconds: float = 0.0  # how long the whole check took (connect, and health when checked)
 
     @property
     def up(self) -> bool:
@@ -351,16 +353,16 @@ def check_remote(
     bluesky: bool | None = None,
 ) -> RemoteCheck:
     """Connect; then, for an HTTP service, the same health check as a local port's."""
+    started = time.monotonic()
     settings = settings or RemoteSettings()
     reached = reach(target, timeout)
     if not reached.up or not target.speaks_http:
-        return RemoteCheck(target, reached, None)
+        return RemoteCheck(target, reached, None, seconds=reached.seconds)
     if target.scheme == "https" and settings.ca_file:
         problem = check_ca_file(settings.ca_file)
         if problem:
-            return RemoteCheck(
-                target, reached, ProbeResult(target.port, target.host, "error", problem)
-            )
+            failed = ProbeResult(target.port, target.host, "error", problem)
+            return RemoteCheck(target, reached, failed, seconds=time.monotonic() - started)
     key, held_back = settings.key_for(target)
     if bluesky is None and looks_like_bluesky(target.port, []):
         bluesky = True
@@ -373,7 +375,7 @@ def check_remote(
     )
     if held_back and result.health == "needs-key":
         result = replace(result, summary=f"Bluesky HTTP server up, needs an API key; {held_back}")
-    return RemoteCheck(target, reached, result)
+    return RemoteCheck(target, reached, result, seconds=time.monotonic() - started)
 
 
 def remote_history(

@@ -95,8 +95,11 @@ def port_status(
     return text
 
 
-def remote_status(check: RemoteCheck | None, *, paused: bool = False, long: bool = False) -> str:
-    """A remote entry's words: 'listening on 10.0.0.5 [RE Manager idle]', or why it is down."""
+def remote_status(
+    check: RemoteCheck | None, *, paused: bool = False, long: bool = False, health: bool = True
+) -> str:
+    """A remote entry's words: 'listening on 10.0.0.5 [RE Manager idle]', or why it is down.
+    `health=False` leaves the health out (the overview has a column for it)."""
     if paused:
         return "paused"
     if check is None:
@@ -105,9 +108,19 @@ def remote_status(check: RemoteCheck | None, *, paused: bool = False, long: bool
         return check.reach.text
     text = f"listening on {check.reach.address}" if check.reach.address else "listening"
     probe = check.result
-    if probe is not None and probe.verdict != "unchecked":
+    if health and probe is not None and probe.verdict != "unchecked":
         text += f" ({probe.summary})" if long else f" [{probe.short}]"
     return text
+
+
+def remote_health_words(check: RemoteCheck | None) -> str:
+    """The overview's health column for a remote entry, as health_words for a local port."""
+    if check is None or not check.up:
+        return ""
+    probe = check.result
+    if probe is None or probe.verdict == "unchecked":
+        return "no health check"
+    return probe.short
 
 
 def health_words(probe: ProbeResult | None, state: PortState | None) -> str:

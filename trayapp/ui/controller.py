@@ -20,7 +20,7 @@ from trayapp.core.history import EventLog
 from trayapp.core.logfile import LogFileHandler
 from trayapp.core.model import Port, PortState, Snapshot
 from trayapp.core.probe import ProbeResult
-from trayapp.core.remote import RemoteCheck
+from trayapp.core.remote import RemoteCheck, RemoteTarget
 from trayapp.core.remote_monitor import RemoteEntry, RemoteMonitor, port_of
 from trayapp.core.remote_report import key_for as remote_key_for
 from trayapp.core.scanning import Scanner
@@ -146,9 +146,8 @@ class Controller(QObject):
             start_thread(self._actions, "portwatch-actions"),
         ]
 
-    def _start_remote(self) -> None:
-        if self._remote is not None:
-            self._remote.close()
+    def _start_remote(self, reason: str = "start") -> None:
+        """(Re)start the entries' checks; `reason` is the "watch-began" of entries new to it."""
         entries = [
             RemoteEntry(
                 entry.target,
@@ -157,17 +156,37 @@ class Controller(QObject):
             )
             for entry in self.config.remotes
         ]
-        kept = {port_of(entry.target) for entry in entries}
+        kept = {port_of(entry.target): entry.target for entry in entries}
+        carried: dict[RemoteTarget, RemoteCheck] = {}
+        reasons: dict[RemoteTarget, str] = {}
+        if self._remote is not None:
+            # Closed first: from then on its last checks stay as they are.
+            ended = self._remote.close("removed")
+            self._write_history([event for event in ended if event.port not in kept])
+            carried = {t: c for t, c in self._remote.last.items() if t in kept.values()}
+            reasons = self._remote.not_begun()  # not checked yet: their reason still holds
         self.remote_checks = {p: c for p, c in self.remote_checks.items() if p in kept}
         # Each entry on a thread of its own: a dead host never holds the GUI or the scans.
         self._remote = RemoteMonitor(
-            entries, lambda check, events: self._remote_checked.emit(check, events)
+            entries,
+            lambda check, events: self._remote_checked.emit(check, events),
+            store=self._store,
+            reason=reason,
+            carried=carried,
+            reasons=reasons,
         )
 
-    def stop(self) -> None:
+    def _stop_remote(self, reason: str) -> None:
         if self._remote is not None:
-            self._remote.close()
+            self._write_history(self._remote.close(reason))
             self._remote = None
+
+    def _write_history(self, events: list[Event]) -> None:
+        if events and self._history is not None:
+            self._history.write(events)
+
+    def stop(self) -> None:
+        self._stop_remote("quit")
         if self.health is not None:
             self.health.close()
             self.health = None
@@ -247,11 +266,10 @@ class Controller(QObject):
         self._set_ports.emit([] if paused else self.ports(), "paused" if paused else "resumed")
         if self.health is not None:
             self.health.set_paused(paused)
-        if paused and self._remote is not None:
-            self._remote.close()  # other machines are not asked either while paused
-            self._remote = None
-        elif not paused and self._threads and self._remote is None:
-            self._start_remote()
+        if paused:
+            self._stop_remote("paused")  # other machines are not asked either while paused
+        elif self._threads and self._remote is None:
+            self._start_remote("resumed")
         self.paused_changed.emit(paused)
 
     def watch(self, port: Port, label: str = "") -> None:
@@ -279,7 +297,7 @@ class Controller(QObject):
         if self.health is not None and config.ports != old.ports:
             self.health.recheck_all()  # a new key or interval takes effect at once
         if self._threads and not self.paused and config.remotes != old.remotes:
-            self._start_remote()
+            self._start_remote("added")
         self.config_changed.emit()
 
     # -- from the worker -------------------------------------------------------------------
@@ -347,9 +365,10 @@ class Controller(QObject):
         before = self.remote_checks.get(port)
         self.remote_checks[port] = check
         if events:
-            if self._history is not None:
-                self._history.write(events)
-            self._on_events(remote_notifications(check, events))
+            self._write_history(events)
+            shown = remote_notifications(check, events)
+            if shown:
+                self._on_events(shown)
         if before is None or before.line != check.line:
             self.changed.emit()
 

@@ -213,7 +213,8 @@ class HistoryWindow(QWidget):
 
     def _update_ports(self) -> None:
         chosen = self.port_filter.currentData()
-        wanted = sorted(set(self.store.spans) | set(self.controller.ports()))
+        watched = self.controller.ports() + self.controller.remote_ports()
+        wanted = sorted(set(self.store.spans) | set(watched))
         have = [self.port_filter.itemData(i) for i in range(1, self.port_filter.count())]
         if have == [str(p) for p in wanted]:
             return

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from trayapp.core import metrics, textfile
 from trayapp.core.events import Event
+from trayapp.core.remote_monitor import port_of
 from trayapp.ui.controller import Controller
 from trayapp.ui.worker import start_thread
 
@@ -49,7 +50,7 @@ class MetricsExporter(QObject):
     def __init__(self, controller: Controller, refresh: float = textfile.REFRESH_S) -> None:
         super().__init__()
         self.controller = controller
-        self.changes = metrics.ChangeCounter(controller.ports())
+        self.changes = metrics.ChangeCounter(controller.ports() + controller.remote_ports())
         self.folder = controller.config.textfile_dir
         self.error: str | None = None
         self._refresh = QTimer(self)  # restarted by every write: never more than `refresh` old
@@ -90,12 +91,15 @@ class MetricsExporter(QObject):
         snapshot = self.controller.snapshot
         if not self.folder or snapshot is None:
             return
-        ports = [state.port for state in snapshot.states]
+        checks = self.controller.remote_checks
+        remote = [checks[port] for port in self.controller.remote_ports() if port in checks]
+        ports = [state.port for state in snapshot.states] + [port_of(c.target) for c in remote]
         text = metrics.render(
             snapshot,
             labels={port: self.controller.label(port) for port in ports},
             probes=self.controller.probes,
             changes=self.changes,
+            remote=remote,
         )
         self._write.emit(self.folder, text)
         self._refresh.start()
@@ -105,7 +109,7 @@ class MetricsExporter(QObject):
         self._soon.start()
 
     def _on_config(self) -> None:
-        self.changes.watch(self.controller.ports())
+        self.changes.watch(self.controller.ports() + self.controller.remote_ports())
         folder = self.controller.config.textfile_dir
         if folder == self.folder:
             return

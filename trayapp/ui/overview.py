@@ -53,7 +53,8 @@ class OverviewWindow(QWidget):
         self.table.setRootIsDecorated(False)
         self.table.setAccessibleName("Watched ports")
         self.table.setAccessibleDescription(
-            "One row per watched port with its state and health in words; Enter opens the port"
+            "One row per watched port (and service on another machine) with its state and "
+            "health in words; Enter opens the port"
         )
         self.table.itemActivated.connect(self._activated)
         layout.addWidget(self.table)
@@ -96,6 +97,7 @@ class OverviewWindow(QWidget):
         self.error.setText(f"Cannot scan: {self.controller.error}" if self.controller.error else "")
         self.error.setVisible(bool(self.controller.error))
         rows = [self._row(port) for port in self.controller.ports()]
+        rows += [self._remote_row(port) for port in self.controller.remote_ports()]
         if rows == self._rows:
             return  # most checks change nothing a person would see
         self._rows = rows
@@ -125,6 +127,18 @@ class OverviewWindow(QWidget):
         )
         tip = probe.summary if probe is not None and state is not None and state.listening else ""
         return port, (str(port), self.controller.label(port), text, health, addresses), tip
+
+    def _remote_row(self, port: Port) -> tuple[Port, tuple[str, ...], str]:
+        """An entry on another machine: the host in the port column, its words as the tray's."""
+        check = self.controller.remote_check(port)
+        paused = self.controller.paused
+        text = status.remote_status(check, paused=paused, health=False)
+        health = "" if paused else status.remote_health_words(check)
+        up = check is not None and check.up
+        address = (check.reach.address or "") if up and check is not None else ""
+        probe = check.result if up and check is not None else None
+        tip = probe.summary if probe is not None else ""
+        return port, (str(port), self.controller.label(port), text, health, address), tip
 
     def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
         port = item.data(0, Qt.ItemDataRole.UserRole)
