@@ -26,7 +26,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests.netns import OtherMachine, other_machine, stop
-from tests.support import missing_part
+from tests.support import free_port, missing_part
 from trayapp.core import config as cfg
 from trayapp.core.apikey import KeyChoice
 from trayapp.core.events import Event
@@ -1356,3 +1356,53 @@ def test_a_watch_stopped_for_a_while_records_the_gap(lab: Lab, tmp_path: Path) -
     ]
     rows = json.loads(portwatch("history", "--json", target, home=tmp_path).stdout)
     assert [r["state"] for r in rows] == ["up", "unwatched", "up"]
+
+
+@NETNS
+def test_watch_textfile_carries_remote_entries_beside_local_ports(lab: Lab, tmp_path: Path) -> None:
+    """`portwatch watch --textfile` of another machine's entry and a local port: one file with
+    both (host label), rewritten when the entry changes; SIGTERM ends both watches in the log."""
+    from tests.monitoring_support import promtool_check_metrics, value
+    from trayapp.core import textfile
+
+    web, closed = f"http://{lab.address}:{HTTP_PORT}", f"{lab.address}:{CLOSED_PORT}"
+    local = free_port()
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "watch", web, closed, str(local), "--log",
+         "--textfile", str(folder), "--health-interval", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PORTWATCH_HOME": str(tmp_path)},
+    )  # fmt: skip
+    file = folder / textfile.FILE_NAME
+
+    def both_there() -> bool:
+        text = file.read_text() if file.exists() else ""
+        return (
+            value(text, "portwatch_port_healthy", host=web) == 1
+            and value(text, "portwatch_port_listening", host=closed) == 0
+            and value(text, "portwatch_port_listening", host="", port=str(local)) == 0
+        )
+
+    try:
+        deadline = time.monotonic() + 20
+        while not both_there() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = file.read_text()
+        assert both_there(), text
+        checked = promtool_check_metrics(text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"now {lab.address}" in out  # the entries' first lines were printed
+    log = [
+        json.loads(line) for line in (tmp_path / "data" / "events.jsonl").read_text().splitlines()
+    ]
+    ended = {(e.get("host", ""), e["port"]) for e in log if e["event"] == "watch-ended"}
+    assert ("", local) in ended and any(host for host, _port in ended), log

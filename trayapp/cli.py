@@ -612,26 +612,58 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """Ports of this machine (polled every --interval) and entries on other machines (each on
+    its own schedule), in one watch: one print order, one events log, one textfile."""
     local, targets = _split(args.specs)
-    if targets:
-        return _watch_remote(args, local, targets)
-    ports = _ports(args.specs)
+    ports = _ports(local) if local else []
     folder = _textfile_folder(args.textfile) if args.textfile is not None else None
-    if folder is not None and args.interval > args.refresh:
+    if folder is not None and ports and args.interval > args.refresh:
         raise UsageError(
             f"--interval {args.interval:g} is longer than the textfile refresh "
             f"({args.refresh:g} s): use an interval of at most {args.refresh:g} s"
         )
-    log = EventLog(paths.events_file()) if args.log else None
-    history = HistoryWriter(log) if log is not None else None
-    watcher = Watcher(_scanner(), ports, log=history, watcher_id=f"watch-{os.getpid()}")
-    stop = threading.Event()
-    reported: list[str | None] = [None]
+    settings = _saved_settings()
+    history = HistoryWriter(EventLog(paths.events_file())) if args.log else None
+    printing = threading.Lock()
     export = None
     if folder is not None:
-        export = textfile.WatchExport(
-            folder, _labels(ports, _saved_settings()), refresh=args.refresh
-        )
+        labels = _labels(ports, settings)
+        labels.update({port_of(t): _remote_label(t, settings) for t in targets})
+        export = textfile.WatchExport(folder, labels, refresh=args.refresh)
+    stop = threading.Event()
+    # SIGTERM (kill, systemd stop) ends the watch like Ctrl+C: with "watch-ended" in the log.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    remote = _watch_remote(args, targets, settings, history, export, printing) if targets else None
+    try:
+        if ports:
+            _watch_local(args, ports, settings, history, export, printing, stop)
+        else:
+            while not stop.wait(args.refresh / 2):
+                error = export.tick() if export is not None else None
+                if error:
+                    with printing:
+                        print(f"portwatch watch: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if remote is not None:
+            ended = remote.close("quit")
+            if history is not None:
+                history.write(ended)
+    return EXIT_OK
+
+
+def _watch_local(
+    args: argparse.Namespace,
+    ports: list[Port],
+    settings: cfg.Config,
+    history: HistoryWriter | None,
+    export: textfile.WatchExport | None,
+    printing: threading.Lock,
+    stop: threading.Event,
+) -> None:
+    watcher = Watcher(_scanner(), ports, log=history, watcher_id=f"watch-{os.getpid()}")
+    reported: list[str | None] = [None]
     history_problem: list[str | None] = [None]
 
     def on_poll(snapshot: Snapshot | None, events: list[Event]) -> None:
@@ -661,8 +693,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
             print(json.dumps(event.to_json()) if args.json else report.event_text(event))
         sys.stdout.flush()
 
-    printing = threading.Lock()
-
     def on_poll_and_check(snapshot: Snapshot | None, events: list[Event]) -> None:
         with printing:
             on_poll(snapshot, events)
@@ -689,30 +719,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 print(f"portwatch watch: {error}", file=sys.stderr)
             sys.stdout.flush()
 
-    monitor = _health_monitor(args, history, settings=_saved_settings(), on_outcome=on_outcome)
-    # SIGTERM (kill, systemd stop) ends the watch like Ctrl+C: with "watch-ended" in the log.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    monitor = _health_monitor(args, history, settings=settings, on_outcome=on_outcome)
     try:
         watcher.run(args.interval, on_poll_and_check, stop)
-    except KeyboardInterrupt:
-        pass
     finally:
         if monitor is not None:
             monitor.close()
         watcher.close("quit")
         watcher.scanner.close()
-    return EXIT_OK
 
 
-def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[RemoteTarget]) -> int:
-    """watch entries on other machines: each on its own schedule (--health-interval, else the
-    entry's interval in Settings, else 10 s); local ports, if any, in a `portwatch watch` of
-    their own in this process."""
-    if args.textfile is not None:
-        raise UsageError("--textfile takes ports of this machine only")
-    settings = _saved_settings()
-    history = HistoryWriter(EventLog(paths.events_file())) if args.log else None
-    printing = threading.Lock()
+def _watch_remote(
+    args: argparse.Namespace,
+    targets: list[RemoteTarget],
+    settings: cfg.Config,
+    history: HistoryWriter | None,
+    export: textfile.WatchExport | None,
+    printing: threading.Lock,
+) -> RemoteMonitor:
+    """Start watching entries on other machines: each on its own schedule (--health-interval,
+    else the entry's interval in Settings, else 10 s), on the monitor's threads."""
+    seen: set[RemoteTarget] = set()
 
     def on_check(check: RemoteCheck, events: list[Event]) -> None:
         lines = []
@@ -727,12 +754,14 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
             lines.append(json.dumps(event.to_json()) if args.json else report.event_text(event))
         if history is not None and events:
             history.write(events)
+        error = export.remote_checked(port_of(check.target), check, events) if export else None
         with printing:
             for line in lines:
                 print(line)
+            if error:
+                print(f"portwatch watch: {error}", file=sys.stderr)
             sys.stdout.flush()
 
-    seen: set[RemoteTarget] = set()
     given = args.health_interval  # NOT_GIVEN, a number, or None: "off"
     probe = args.probe and given is not None
     entries = []
@@ -747,24 +776,12 @@ def _watch_remote(args: argparse.Namespace, local: list[str], targets: list[Remo
                 _remote_settings(target, settings),
             )
         )
-    monitor = RemoteMonitor(
+    return RemoteMonitor(
         entries,
         on_check,
         check=check_remote if probe else _connect_only,
         watcher=f"watch-{os.getpid()}",
     )
-    try:
-        if local:
-            local_args = argparse.Namespace(**{**vars(args), "specs": local})
-            return cmd_watch(local_args)
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        ended = monitor.close("quit")
-        if history is not None:
-            history.write(ended)
-    return EXIT_OK
 
 
 def _connect_only(target: RemoteTarget, _settings: RemoteSettings) -> RemoteCheck:

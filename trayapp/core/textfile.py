@@ -17,6 +17,7 @@ from trayapp.core import metrics
 from trayapp.core.events import Event
 from trayapp.core.model import Port, Snapshot
 from trayapp.core.probe import ProbeResult
+from trayapp.core.remote import RemoteCheck
 from trayapp.fileio import atomic_write
 
 FILE_NAME = "portwatch.prom"
@@ -83,6 +84,8 @@ class WatchExport:
         self.changes = metrics.ChangeCounter(self.labels)
         self.refresh = Refresh(refresh)
         self.probes: dict[Port, ProbeResult] = {}
+        self.remote: dict[Port, RemoteCheck] = {}
+        self._scanned = False
         self.error: str | None = None
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
@@ -94,11 +97,14 @@ class WatchExport:
             self.changes.add(events)
             if snapshot is None:
                 return None  # nothing scanned yet: no file rather than one that says nothing
+            # The first scan is written at once, even if an entry on another machine was
+            # written a moment ago.
+            first, self._scanned = not self._scanned, True
             self._snapshot = snapshot
             for state in snapshot.states:
                 if not state.listening:
                     self.probes.pop(state.port, None)
-            return self._write(self.refresh.due(bool(events)))
+            return self._write(first or self.refresh.due(bool(events)))
 
     def health(self, port: Port, result: ProbeResult) -> str | None:
         """A health check's result; the file changes when what it says changes."""
@@ -109,11 +115,33 @@ class WatchExport:
             changed = before is None or (before.health, before.status, before.queue) != said
             return self._write(changed)
 
+    def remote_checked(self, port: Port, check: RemoteCheck, events: list[Event]) -> str | None:
+        """An entry on another machine was checked (from the remote monitor's threads)."""
+        with self._lock:
+            self.changes.add(events)
+            before = self.remote.get(port)
+            self.remote[port] = check
+            changed = before is None or (before.line, before.verdict) != (check.line, check.verdict)
+            if self._snapshot is None:
+                # Only other machines are watched: there is no scan to wait for.
+                self._snapshot = Snapshot(())
+            return self._write(changed or bool(events))
+
+    def tick(self) -> str | None:
+        """Rewrite if the file is `refresh` seconds old: a watch of other machines only has no
+        poll to do it, and its checks may be further apart."""
+        with self._lock:
+            return self._write(self.refresh.due(False))
+
     def _write(self, due: bool) -> str | None:
         if not due or self._snapshot is None:
             return None
         text = metrics.render(
-            self._snapshot, labels=self.labels, probes=self.probes, changes=self.changes
+            self._snapshot,
+            labels=self.labels,
+            probes=self.probes,
+            changes=self.changes,
+            remote=[self.remote[port] for port in sorted(self.remote)],
         )
         try:
             write(self.folder, text)
