@@ -115,7 +115,9 @@ def test_a_rotation_that_drops_the_oldest_file_reads_everything_again(tmp_path: 
         lambda data: b"garbage\n" + data,  # not ours
         lambda data: data + b"\x00" * 8,  # too long
         lambda data: data.replace(b'"skipped": 0', b'"skipped": "x"'),  # a wrong field
-        lambda data: data.replace(b"portwatch-periods 1", b"portwatch-periods 9"),  # newer
+        lambda data: data.replace(  # another version's
+            f"portwatch-periods {period_cache.VERSION}".encode(), b"portwatch-periods 99"
+        ),
     ],
 )
 def test_a_damaged_cache_is_read_again_and_rewritten(tmp_path: Path, damage: object) -> None:

@@ -245,6 +245,44 @@ def test_unhealthy_is_a_state_of_its_own(tmp_path: Path) -> None:
     assert totals.uptime_ratio == 30 / 80
 
 
+def test_a_restart_on_the_same_owner_keeps_its_health() -> None:
+    """The health checks remember a service's health per owner across restarts and record
+    only a change, so after a restart (or a suspend) a service still unhealthy writes no new
+    record: the history must not call it "up" until its health changes."""
+    port = Port(60610)
+
+    def began(at: float, pid: int, watcher: str = "tray") -> Event:
+        return Event(at, port, "watch-began", pid=pid, name="uvicorn", listening=True,
+                     code="start", watcher=watcher)  # fmt: skip
+
+    def ended(at: float, watcher: str = "tray") -> Event:
+        return Event(at, port, "watch-ended", code="quit", watcher=watcher)
+
+    unhealthy = Event(T0 + 10, port, "unhealthy", code="manager-unreachable")
+    same_owner = [began(T0, 5), unhealthy, ended(T0 + 20), began(T0 + 30, 5), ended(T0 + 40)]
+    assert states(timeline.periods(same_owner)[port]) == [
+        ("up", 0, 10),
+        ("unhealthy", 10, 20),
+        ("unwatched", 20, 30),
+        ("unhealthy", 30, 40),
+    ]
+    # Healthy again at the first check after the restart: recorded, and so it reads.
+    back = [*same_owner[:4], Event(T0 + 32, port, "healthy", code="healthy"), ended(T0 + 40)]
+    assert states(timeline.periods(back)[port])[-2:] == [("unhealthy", 30, 32), ("up", 32, 40)]
+    # Another owner is another service: its health is checked afresh (a first look that
+    # finds it unhealthy is recorded; one that finds it healthy is not).
+    other = [began(T0, 5), unhealthy, ended(T0 + 20), began(T0 + 30, 6), ended(T0 + 40)]
+    assert states(timeline.periods(other)[port])[-1] == ("up", 30, 40)
+    # Stopped before the restart: nothing carried.
+    stopped = Event(T0 + 15, port, "stopped", pid=5, name="uvicorn")
+    gone = [began(T0, 5), unhealthy, stopped, ended(T0 + 20), began(T0 + 30, 5), ended(T0 + 40)]
+    assert states(timeline.periods(gone)[port])[-1] == ("up", 30, 40)
+    # A second watcher beginning while the tray watches does not make it healthy either.
+    second = [began(T0, 5), unhealthy, began(T0 + 30, 5, "watch-9"), ended(T0 + 40, "watch-9"),
+              ended(T0 + 50)]  # fmt: skip
+    assert states(timeline.periods(second)[port]) == [("up", 0, 10), ("unhealthy", 10, 50)]
+
+
 def test_two_watchers_one_ending_leaves_the_port_watched() -> None:
     """The tray and a `portwatch watch --log` share the log: one quitting is not the end."""
     port = Port(8000)

@@ -34,7 +34,7 @@ from trayapp.fileio import atomic_write
 # Events read beyond what the cache holds before it is written again: the next reader then
 # parses at most about this many lines itself.
 SAVE_AFTER_EVENTS = 1000
-VERSION = 1
+VERSION = 2  # 2: each port's remembered owner and health
 MAGIC = f"portwatch-periods {VERSION} {sys.byteorder}\n".encode()
 
 
@@ -97,6 +97,11 @@ def save(path: Path, builder: PeriodBuilder, position: Position, skipped: int) -
                 "healthy": tracker.healthy,
                 "owner": list(tracker.owner),
                 "seen": tracker.seen,
+                "remembered": (
+                    [list(tracker.remembered[0]), tracker.remembered[1]]
+                    if tracker.remembered is not None
+                    else None
+                ),
             }
         )
         blobs.extend(table.columns[name][: table.size].tobytes() for name in COLUMN_TYPES)
@@ -158,18 +163,35 @@ def _parse(data: bytes) -> tuple[PeriodBuilder, Position, int] | None:
         tracker.watchers = {str(w) for w in entry["watchers"]}
         tracker.listening = bool(entry["listening"])
         tracker.healthy = bool(entry["healthy"])
-        pid, name, user = entry["owner"]
-        tracker.owner = (
-            pid if isinstance(pid, int) else None,
-            name if isinstance(name, str) else None,
-            user if isinstance(user, str) else None,
-        )
+        tracker.owner = _owner(entry["owner"])
         tracker.seen = bool(entry["seen"])
+        tracker.remembered = _remembered(entry["remembered"])
         builder.trackers[port] = tracker
         builder.tables[port] = table
     if offset != len(data):
         return None
     return builder, position, skipped
+
+
+def _owner(value: object) -> tuple[int | None, str | None, str | None]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError("an owner is [pid, name, user]")  # the cache is not used
+    pid, name, user = value
+    return (
+        pid if isinstance(pid, int) else None,
+        name if isinstance(name, str) else None,
+        user if isinstance(user, str) else None,
+    )
+
+
+def _remembered(
+    value: object,
+) -> tuple[tuple[int | None, str | None, str | None], bool] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], bool):
+        raise ValueError("a remembered health is [owner, true or false]")
+    return (_owner(value[0]), value[1])
 
 
 def _sound(table: PortPeriods, texts: int) -> bool:

@@ -97,6 +97,11 @@ class Tracker:
         self.healthy = True
         self.owner: tuple[int | None, str | None, str | None] = (None, None, None)
         self.seen = False
+        # The owner and health when watching last ended on a listening port. The health
+        # checks remember the health per owner (service-state.json) and record only a change,
+        # so a watch that begins on the same owner starts from it: a service still unhealthy
+        # after a restart stays unhealthy here, not "up" until it changes.
+        self.remembered: tuple[tuple[int | None, str | None, str | None], bool] | None = None
 
     def state(self) -> State:
         if not self.watchers:
@@ -113,15 +118,21 @@ class Tracker:
             self.watchers.discard(event.watcher or "")
             if not self.watchers:
                 # Nobody looks: no state, no owner; the next watch finds out afresh.
+                self.remembered = (self.owner, self.healthy) if self.listening else None
                 self.healthy = True
                 self.listening = False
                 self.owner = (None, None, None)
             return
         if kind == "watch-began":
+            already = {w for w in self.watchers if w}  # another watcher is looking already
             self.watchers.add(event.watcher or "")
-            self.listening = bool(event.listening)
-            self.healthy = True
-            self.owner = _owner(event) if self.listening else (None, None, None)
+            listening = bool(event.listening)
+            owner = _owner(event) if listening else (None, None, None)
+            if already and listening and self.listening and owner == self.owner:
+                return  # nothing new about the port: its health stands
+            carried = self.remembered if not already else None
+            self.listening, self.owner = listening, owner
+            self.healthy = not (listening and carried is not None and carried == (owner, False))
             return
         if kind in LISTEN_KINDS and not self.watchers:
             # A change that nobody was recorded to watch: a log from before watch events.
