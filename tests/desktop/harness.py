@@ -988,9 +988,8 @@ class Desktop:
         _icon_name, _pixmaps, title, text = tooltip
         return "\n".join(part for part in (str(title), str(text)) if part)
 
-    def tray_menu_labels(self, item: str) -> list[str]:
-        """Labels of the context menu a StatusNotifierItem exports (com.canonical.dbusmenu),
-        depth-first: what the panel draws when the icon is right-clicked."""
+    def _tray_menu(self, item: str) -> tuple[str, str, Any]:
+        """The bus name, object path and layout of the menu a StatusNotifierItem exports."""
         service, _, path = item.partition("/")
         (menu_path,) = self.dbus_call(
             service,
@@ -1007,17 +1006,43 @@ class Desktop:
             "int32:-1",
             "array:string:label",
         )
-        labels: list[str] = []
+        return service, str(menu_path), layout
+
+    @staticmethod
+    def _menu_items(layout: Any) -> list[tuple[int, str]]:
+        items: list[tuple[int, str]] = []
 
         def walk(node: Any) -> None:
-            _id, props, children = node
+            ident, props, children = node
             if isinstance(props, dict) and props.get("label"):
-                labels.append(str(props["label"]))
+                items.append((int(ident), str(props["label"])))
             for child in children:
                 walk(child)
 
         walk(layout)
-        return labels
+        return items
+
+    def tray_menu_labels(self, item: str) -> list[str]:
+        """Labels of the context menu a StatusNotifierItem exports (com.canonical.dbusmenu),
+        depth-first: what the panel draws when the icon is right-clicked."""
+        _service, _menu_path, layout = self._tray_menu(item)
+        return [label for _ident, label in self._menu_items(layout)]
+
+    def click_tray_menu(self, item: str, label_start: str) -> None:
+        """What the panel sends when a menu item is clicked: dbusmenu's Event "clicked", to the
+        first item whose label starts with `label_start`."""
+        service, menu_path, layout = self._tray_menu(item)
+        found = [i for i, label in self._menu_items(layout) if label.startswith(label_start)]
+        assert found, f"no menu item {label_start!r}"
+        self.dbus_call(
+            service,
+            menu_path,
+            "com.canonical.dbusmenu.Event",
+            f"int32:{found[0]}",
+            "string:clicked",
+            "variant:int32:0",
+            "uint32:0",
+        )
 
     # -- X windows and input ----------------------------------------------------------------------
 

@@ -97,44 +97,8 @@ class Reader:
 
 
 def click_menu(desktop: Desktop, label_start: str) -> None:
-    """What the panel sends when a menu item is clicked: dbusmenu's Event "clicked"."""
     [item] = wait_until(desktop.tray_items, 20, message="the app's tray item")
-    service, _, path = item.partition("/")
-    (menu_path,) = desktop.dbus_call(
-        service,
-        "/" + (path or "StatusNotifierItem"),
-        "org.freedesktop.DBus.Properties.Get",
-        "string:org.kde.StatusNotifierItem",
-        "string:Menu",
-    )
-    _revision, layout = desktop.dbus_call(
-        service,
-        menu_path,
-        "com.canonical.dbusmenu.GetLayout",
-        "int32:0",
-        "int32:-1",
-        "array:string:label",
-    )
-    found: list[int] = []
-
-    def walk(node: Any) -> None:
-        ident, props, children = node
-        if isinstance(props, dict) and str(props.get("label", "")).startswith(label_start):
-            found.append(int(ident))
-        for child in children:
-            walk(child)
-
-    walk(layout)
-    assert found, f"no menu item {label_start!r}"
-    desktop.dbus_call(
-        service,
-        menu_path,
-        "com.canonical.dbusmenu.Event",
-        f"int32:{found[0]}",
-        "string:clicked",
-        "variant:int32:0",
-        "uint32:0",
-    )
+    desktop.click_tray_menu(item, label_start)
 
 
 def unnamed_controls(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -290,6 +254,19 @@ def port_window_tree(desktop: Desktop, reader: Reader, port: int) -> None:
     assert any(n["name"] == f"Timeline of {port} Test API" for n in window)
 
 
+def choose_last_hour(desktop: Desktop, reader: Reader, mnemonic: str, shot: str) -> None:
+    """The span chooser reached by its mnemonic, Home picks "Last hour"; then a screenshot."""
+    desktop.key(mnemonic)
+    desktop.key("Home")
+    wait_until(
+        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
+        10,
+        message=f"the last hour chosen after {mnemonic}",
+    )
+    time.sleep(0.5)
+    desktop.screenshot(shot)
+
+
 @pytest.mark.timeout(240)
 def test_windows_through_atspi_and_by_keyboard(
     desktop: Desktop, running: tuple[App, int], app_home: Path
@@ -299,30 +276,15 @@ def test_windows_through_atspi_and_by_keyboard(
 
     # 1. History: every control named; a strip per port that says its state in words.
     history_tree(desktop, reader, port)
-    desktop.key("alt+s")  # Show: the last hour, by keyboard
-    desktop.key("Home")
-    wait_until(
-        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
-        10,
-        message="the last hour chosen",
-    )
-    time.sleep(0.5)
-    desktop.screenshot("a11y-history")
+    choose_last_hour(desktop, reader, "alt+s", "a11y-history")  # Show: by keyboard
     desktop.key("Escape")
     wait_until(lambda: not desktop.find_windows(name="^Port Watch History$"), 10, message="closed")
 
     # 2. The port window: named controls, exposure and health in words.
     title = f"What's on port {port}/tcp"
     port_window_tree(desktop, reader, port)
-    desktop.key("alt+h")  # History: the group's mnemonic lands in its span chooser
-    desktop.key("Home")
-    wait_until(
-        lambda: any(n["name"] == "Last hour" and n["role"] == "combo box" for n in reader.tree()),
-        10,
-        message="the port window's last hour chosen",
-    )
-    time.sleep(0.5)
-    desktop.screenshot("a11y-port-window")
+    # History: the group's mnemonic lands in its span chooser.
+    choose_last_hour(desktop, reader, "alt+h", "a11y-port-window")
 
     # 3. Keyboard only: Tab walks every control and comes back; Alt+W stops watching, again
     # starts; Escape closes.
