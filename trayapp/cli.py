@@ -638,7 +638,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if ports:
             _watch_local(args, ports, settings, history, export, printing, stop)
         else:
-            while not stop.wait(args.refresh / 2):
+            # Only other machines: their threads do the work; this one keeps the textfile fresh.
+            while not stop.wait(args.refresh / 2 if export is not None else None):
                 error = export.tick() if export is not None else None
                 if error:
                     with printing:
